@@ -1,0 +1,56 @@
+# One set of commands for developers and CI. `make up` runs the local stack (.stack/).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# Where `make deps` puts uv when it has to install it.
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+DEV := STAMPEDE_PROFILE=dev
+PYTEST_ARGS ?=
+
+.PHONY: help deps up down status test lint fmt typecheck migrate seed
+
+help:
+	@echo "make deps       install Postgres, PgBouncer, Redis, uv (if missing) and the venv"
+	@echo "make up         start the local stack (.stack/), migrate, seed, print the URLs"
+	@echo "make down       stop it (the data stays)"
+	@echo "make status     show its processes"
+	@echo "make test       run the tests (PYTEST_ARGS='-k foo -x')"
+	@echo "make lint       format check, lint, type check, import contracts"
+	@echo "make fmt        format and autofix"
+	@echo "make typecheck  mypy --strict on services/"
+	@echo "make migrate    apply migrations to the local stack"
+	@echo "make seed       re-seed the local stack's demo data"
+
+deps:
+	@services/devstack/install-deps.sh
+
+up: deps
+	uv run python -m services.devstack up
+
+down:
+	uv run python -m services.devstack down
+
+status:
+	uv run python -m services.devstack status
+
+test: deps
+	uv run pytest $(PYTEST_ARGS)
+
+lint:
+	uv run ruff format --check .
+	uv run ruff check .
+	uv run mypy services
+	uv run lint-imports
+
+fmt:
+	uv run ruff format .
+	uv run ruff check --fix .
+
+typecheck:
+	uv run mypy services
+
+migrate:
+	$(DEV) uv run python -m services.migrations upgrade
+
+seed:
+	$(DEV) uv run python -m services.devstack.seed

@@ -1,0 +1,43 @@
+"""Request dependencies, as ``Annotated`` aliases for the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api.lifespan import Resources
+from services.core.settings import Settings
+
+
+def get_resources(request: Request) -> Resources:
+    return cast(Resources, request.state.resources)
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_settings(resources: ResourcesDep) -> Settings:
+    return resources.settings
+
+
+async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: commit if the handler returned, else roll back.
+
+    ``scope="function"`` (below) ends it before the response is sent, so a client never
+    sees a 2xx for a transaction that then failed to commit.
+    """
+    async with resources.sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,29 @@
+"""gunicorn settings, from ``Settings().server``.
+
+Run as ``gunicorn -c python:services.api.gunicorn_conf 'services.api.main:create_app()'``.
+
+No ``preload_app``: engines and Redis pools must be created in each worker after fork
+(they are, in the ASGI lifespan), never shared across processes.
+"""
+
+from __future__ import annotations
+
+from services.core.logging import logging_config
+from services.core.settings import Settings
+
+_settings = Settings()
+
+bind = [_settings.server.bind]
+workers = _settings.server.workers
+worker_class = "uvicorn_worker.UvicornWorker"
+max_requests = _settings.server.max_requests
+max_requests_jitter = _settings.server.max_requests_jitter
+keepalive = _settings.server.keepalive_s
+timeout = _settings.server.timeout_s
+# On SIGTERM, workers stop accepting and get this long to finish in-flight requests.
+graceful_timeout = _settings.server.graceful_timeout_s
+backlog = _settings.server.backlog
+preload_app = False
+proc_name = "stampede-api"
+accesslog = None  # the app's access log knows the route template and the request id
+logconfig_dict = logging_config(_settings.log.level, _settings.log.json_format)

@@ -1,0 +1,35 @@
+"""The api process: ``create_app()`` is the gunicorn/uvicorn entry point (a factory, so
+nothing is built at import time and every worker builds its own pools after fork)."""
+
+from __future__ import annotations
+
+import logging.config
+
+from fastapi import FastAPI
+
+from services.api.lifespan import lifespan_for
+from services.api.middleware.body_limit import BodySizeLimitMiddleware
+from services.api.middleware.request_context import RequestContextMiddleware
+from services.api.problems import install_problem_handlers, problem_responses
+from services.api.routes import health, orders, products, users
+from services.core.logging import logging_config
+from services.core.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logging.config.dictConfig(logging_config(settings.log.level, settings.log.json_format))
+    app = FastAPI(
+        title=settings.api.title,
+        version="0.1.0",
+        lifespan=lifespan_for(settings),
+        # Every route can fail unexpectedly; document that it is a problem too.
+        responses=problem_responses(500),
+    )
+    install_problem_handlers(app)
+    for module in (health, users, products, orders):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    # Outermost last: request id + access log wrap everything else.
+    app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.log.access_log)
+    return app

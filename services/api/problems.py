@@ -1,0 +1,146 @@
+"""Every error rendered in one place as RFC 9457 ``application/problem+json``.
+
+Covers our own error tree (``services.core.errors``), FastAPI's validation errors
+(wrong types, missing fields, malformed JSON: always 422, never 500), Starlette's HTTP
+errors (404 for unknown paths, 405, 413 from the body limit) and, last, anything
+unexpected (500, logged with its traceback, no internals in the body).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from services.core.errors import PROBLEM_BASE, StampedeError
+from services.core.logging import request_id_var
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+log = logging.getLogger("stampede.errors")
+
+
+class InvalidParam(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem detail."""
+
+    type: str = Field(examples=[PROBLEM_BASE + "not-found"])
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[InvalidParam] | None = Field(
+        None, description="Per-field validation errors (422 only)."
+    )
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def problem_response(
+    status: int,
+    *,
+    type_: str,
+    title: str,
+    detail: str | None,
+    instance: str,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> ProblemResponse:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["instance"] = instance
+    request_id = request_id_var.get()
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extensions)
+    return ProblemResponse(jsonable_encoder(body), status_code=status, headers=headers)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting the problem schema for each status."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+async def _stampede_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StampedeError)
+    if exc.status >= 500:
+        log.error("unhandled service error", exc_info=exc)
+    return problem_response(
+        exc.status,
+        type_=exc.type,
+        title=exc.title,
+        detail=exc.detail,
+        instance=request.url.path,
+        **exc.extensions,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return problem_response(
+        422,
+        type_=PROBLEM_BASE + "validation-error",
+        title="The request is not valid",
+        detail="; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors),
+        instance=request.url.path,
+        errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, HTTPException)
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+    return problem_response(
+        exc.status_code,
+        type_="about:blank",
+        title=phrase,
+        detail=detail,
+        instance=request.url.path,
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
+    log.error("unhandled exception", exc_info=exc)
+    return problem_response(
+        500,
+        type_=PROBLEM_BASE + "internal-error",
+        title="Internal server error",
+        detail=None,
+        instance=request.url.path,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StampedeError, _stampede_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from services.api.deps import SessionDep
+from services.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from services.api.problems import problem_responses
+from services.api.schemas.common import MAX_BIGINT, Category, Page
+from services.api.schemas.products import ProductCreate, ProductPublic, ProductUpdate
+from services.core.shop import products
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+ProductId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+
+
+@router.get("", responses=problem_responses(400, 422))
+async def list_products(
+    session: SessionDep,
+    category: Annotated[Category | None, Query()] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Page[ProductPublic]:
+    """Products ordered by id, optionally in one category, a page at a time."""
+    page, last_id = await products.list_products(
+        session,
+        category=category,
+        after_id=decode_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
+    return Page[ProductPublic](
+        items=[ProductPublic.model_validate(product) for product in page],
+        next_cursor=encode_cursor(last_id) if last_id is not None else None,
+    )
+
+
+@router.get("/{product_id}", responses=problem_responses(404, 422))
+async def get_product(product_id: ProductId, session: SessionDep) -> ProductPublic:
+    return ProductPublic.model_validate(await products.get_product(session, product_id))
+
+
+@router.post("", status_code=201, responses=problem_responses(413, 422))
+async def create_product(body: ProductCreate, session: SessionDep) -> ProductPublic:
+    product = await products.create_product(session, **body.model_dump())
+    return ProductPublic.model_validate(product)
+
+
+@router.patch("/{product_id}", responses=problem_responses(404, 413, 422))
+async def update_product(
+    product_id: ProductId, body: ProductUpdate, session: SessionDep
+) -> ProductPublic:
+    product = await products.update_product(
+        session, product_id, body.model_dump(exclude_unset=True)
+    )
+    return ProductPublic.model_validate(product)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from services.api.deps import SessionDep
+from services.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from services.api.problems import problem_responses
+from services.api.schemas.common import MAX_BIGINT, Page
+from services.api.schemas.orders import OrderPublic
+from services.api.schemas.users import UserCreate, UserPublic
+from services.core.shop import orders, users
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+UserId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+
+
+@router.post("", status_code=201, responses=problem_responses(409, 413, 422))
+async def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
+    user = await users.create_user(session, email=str(body.email), name=body.name)
+    return UserPublic.model_validate(user)
+
+
+@router.get("/{user_id}", responses=problem_responses(404, 422))
+async def get_user(user_id: UserId, session: SessionDep) -> UserPublic:
+    return UserPublic.model_validate(await users.get_user(session, user_id))
+
+
+@router.get("/{user_id}/orders", responses=problem_responses(400, 404, 422))
+async def list_user_orders(
+    user_id: UserId,
+    session: SessionDep,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Page[OrderPublic]:
+    """The user's orders, newest first, each with its items."""
+    page, last_id = await orders.list_user_orders(
+        session,
+        user_id=user_id,
+        before_id=decode_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
+    return Page[OrderPublic](
+        items=[OrderPublic.model_validate(order) for order in page],
+        next_cursor=encode_cursor(last_id) if last_id is not None else None,
+    )

@@ -1,0 +1,94 @@
+"""The error tree. Each error knows its HTTP status and RFC 9457 problem type.
+
+    StampedeError                 500  unexpected; never raised for bad input
+    ├── BadRequest                400  the request is malformed (e.g. an invalid cursor)
+    ├── NotFound                  404  a path resource does not exist
+    ├── Conflict                  409  the request clashes with the current state
+    │   ├── EmailTaken
+    │   └── InsufficientStock
+    ├── PayloadTooLarge           413  the body exceeds the configured limit
+    ├── Unprocessable             422  well-formed but semantically wrong
+    │   ├── UnknownReference      (the body names a user/product that does not exist)
+    │   └── IdempotencyKeyReused  (same key, different request)
+    └── Unavailable               503  a dependency is down (readiness)
+
+Services raise these; ``services.api.problems`` renders every one of them, and every
+framework error, as ``application/problem+json`` in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "https://stampede.dev/problems/"
+
+
+class StampedeError(Exception):
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.extensions = extensions
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+
+class BadRequest(StampedeError):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class NotFound(StampedeError):
+    status = 404
+    slug = "not-found"
+    title = "Resource not found"
+
+
+class Conflict(StampedeError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict with the current state"
+
+
+class EmailTaken(Conflict):
+    slug = "email-taken"
+    title = "Email address already registered"
+
+
+class InsufficientStock(Conflict):
+    slug = "insufficient-stock"
+    title = "Not enough stock"
+
+
+class PayloadTooLarge(StampedeError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+
+class Unprocessable(StampedeError):
+    status = 422
+    slug = "validation-error"
+    title = "The request is not valid"
+
+
+class UnknownReference(Unprocessable):
+    slug = "unknown-reference"
+    title = "The request refers to something that does not exist"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    slug = "idempotency-key-reused"
+    title = "Idempotency-Key was already used for a different request"
+
+
+class Unavailable(StampedeError):
+    status = 503
+    slug = "unavailable"
+    title = "Service unavailable"

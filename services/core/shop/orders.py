@@ -1,0 +1,185 @@
+"""Orders: placement (stock and idempotency, all or nothing) and eager-loaded reads."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from sqlalchemy.types import BigInteger, Integer
+
+from services.core.errors import (
+    IdempotencyKeyReused,
+    InsufficientStock,
+    NotFound,
+    UnknownReference,
+)
+from services.core.models import (
+    ConfirmationStatus,
+    IdempotencyKey,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Product,
+    User,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    product_id: int
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """The answer given to the first request with an Idempotency-Key."""
+
+    status: int
+    body: str
+
+
+async def claim_idempotency_key(
+    session: AsyncSession, key: str, fingerprint: str
+) -> StoredResponse | None:
+    """Claim ``key`` for this transaction, or return the answer stored under it.
+
+    The insert takes the key's unique-index lock: a concurrent request with the same key
+    waits here until the first transaction ends. If it committed, its answer is
+    returned; if it rolled back (e.g. out of stock), this request claims the key itself.
+    """
+    claimed = await session.scalar(
+        insert(IdempotencyKey)
+        .values(key=key, request_fingerprint=fingerprint)
+        .on_conflict_do_nothing(index_elements=[IdempotencyKey.key])
+        .returning(IdempotencyKey.key)
+    )
+    if claimed is not None:
+        return None
+    existing = (
+        await session.execute(
+            select(
+                IdempotencyKey.request_fingerprint,
+                IdempotencyKey.response_status,
+                IdempotencyKey.response_body,
+            ).where(IdempotencyKey.key == key)
+        )
+    ).one()
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used for a request with a different body."
+        )
+    # Written in the same transaction as the key: a committed key always has its answer.
+    assert existing.response_status is not None
+    assert existing.response_body is not None
+    return StoredResponse(status=existing.response_status, body=existing.response_body)
+
+
+async def record_idempotent_response(
+    session: AsyncSession, key: str, order_id: int, response: StoredResponse
+) -> None:
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.key == key)
+        .values(order_id=order_id, response_status=response.status, response_body=response.body)
+    )
+
+
+async def place_order(session: AsyncSession, *, user_id: int, lines: Sequence[OrderLine]) -> Order:
+    """Create an order, decrementing stock atomically. Raises before writing anything
+    that the caller's rollback would not undo."""
+    if await session.scalar(select(User.id).where(User.id == user_id)) is None:
+        raise UnknownReference(f"User {user_id} does not exist.", field="user_id")
+
+    wanted = Counter[int]()
+    for line in lines:
+        wanted[line.product_id] += line.quantity
+    product_ids = sorted(wanted)
+
+    # Lock the products in id order: concurrent orders over the same products queue up
+    # instead of deadlocking, and the stock check below cannot race.
+    locked = (
+        await session.execute(
+            select(Product.id, Product.price_cents, Product.stock)
+            .where(Product.id.in_(product_ids))
+            .order_by(Product.id)
+            .with_for_update()
+        )
+    ).all()
+    found = {row.id: row for row in locked}
+    missing = [pid for pid in product_ids if pid not in found]
+    if missing:
+        raise UnknownReference(
+            f"Unknown product(s): {', '.join(map(str, missing))}.", product_ids=missing
+        )
+    short = [pid for pid in product_ids if found[pid].stock < wanted[pid]]
+    if short:
+        raise InsufficientStock(
+            f"Not enough stock for product(s): {', '.join(map(str, short))}.",
+            product_ids=short,
+        )
+
+    quantities = [wanted[pid] for pid in product_ids]
+    deltas = select(
+        func.unnest(bindparam("ids", product_ids, type_=ARRAY(BigInteger))).label("id"),
+        func.unnest(bindparam("qtys", quantities, type_=ARRAY(Integer))).label("qty"),
+    ).subquery("deltas")
+    await session.execute(
+        update(Product)
+        .where(Product.id == deltas.c.id)
+        .values(stock=Product.stock - deltas.c.qty, updated_at=func.now())
+    )
+
+    items = [
+        OrderItem(
+            product_id=line.product_id,
+            quantity=line.quantity,
+            unit_price_cents=found[line.product_id].price_cents,
+        )
+        for line in lines
+    ]
+    order = Order(
+        user_id=user_id,
+        status=OrderStatus.PLACED,
+        confirmation_status=ConfirmationStatus.PENDING,
+        total_cents=sum(item.quantity * item.unit_price_cents for item in items),
+        items=items,
+    )
+    session.add(order)
+    await session.flush()
+    return order
+
+
+async def get_order(session: AsyncSession, order_id: int) -> Order:
+    order = await session.scalar(
+        select(Order).where(Order.id == order_id).options(selectinload(Order.items))
+    )
+    if order is None:
+        raise NotFound(f"Order {order_id} does not exist.")
+    return order
+
+
+async def list_user_orders(
+    session: AsyncSession, *, user_id: int, before_id: int | None, limit: int
+) -> tuple[Sequence[Order], int | None]:
+    """A user's orders, newest first, with their items: three statements whatever the
+    number of orders (user check, orders, one ``selectin`` load of all their items)."""
+    if await session.scalar(select(User.id).where(User.id == user_id)) is None:
+        raise NotFound(f"User {user_id} does not exist.")
+    statement = (
+        select(Order)
+        .where(Order.user_id == user_id)
+        .order_by(Order.id.desc())
+        .limit(limit + 1)
+        .options(selectinload(Order.items))
+    )
+    if before_id is not None:
+        statement = statement.where(Order.id < before_id)
+    orders = (await session.scalars(statement)).all()
+    if len(orders) > limit:
+        return orders[:limit], orders[limit - 1].id
+    return orders, None

@@ -1,0 +1,204 @@
+"""The local stack: Postgres, PgBouncer, cache Redis and the API under supervisord.
+
+Everything lives in ``<repo>/.stack/``; the data directory survives ``down``/``up``. The
+ports are fixed so that the ``dev`` settings profile (services/core/settings.py) finds
+every server without configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from services.devstack.servers import (
+    LOCALHOST,
+    PgBouncerServer,
+    PostgresServer,
+    RedisServer,
+    Server,
+    port_is_free,
+    tail,
+)
+from services.devstack.supervision import VENV_BIN, Program, Supervisor
+
+REPO = Path(__file__).resolve().parents[2]
+STACK_DIR = REPO / ".stack"
+
+POSTGRES_PORT = 55432
+PGBOUNCER_PORT = 56432
+CACHE_REDIS_PORT = 56379
+API_PORT = 8000
+PORTS = {
+    "postgres": POSTGRES_PORT,
+    "pgbouncer": PGBOUNCER_PORT,
+    "redis-cache": CACHE_REDIS_PORT,
+    "api": API_PORT,
+}
+
+# Local-only credentials, the same as the dev settings profile's.
+APP_USER = APP_PASSWORD = APP_DB = "stampede"  # noqa: S105
+API_URL = f"http://{LOCALHOST}:{API_PORT}"
+CACHE_REDIS_URL = f"redis://{LOCALHOST}:{CACHE_REDIS_PORT}/0"
+DEV_ENV = {"STAMPEDE_PROFILE": "dev"}
+
+API_COMMAND = [
+    str(VENV_BIN / "gunicorn"),
+    *("-c", "python:services.api.gunicorn_conf"),
+    "services.api.main:create_app()",
+]
+API_ENV = {
+    **DEV_ENV,
+    "STAMPEDE_SERVER__BIND": f"{LOCALHOST}:{API_PORT}",
+    "STAMPEDE_SERVER__WORKERS": "2",
+}
+MIGRATE_COMMAND = [sys.executable, "-m", "services.migrations", "upgrade"]
+SEED_COMMAND = [sys.executable, "-m", "services.devstack.seed", "--if-empty"]
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought up (the message says what to do)."""
+
+
+supervisor = Supervisor(STACK_DIR)
+
+
+def postgres_dsn(port: int) -> str:
+    """A libpq URL for the app role (SQLAlchemy: ``postgresql+asyncpg://...``)."""
+    return f"postgresql://{APP_USER}:{APP_PASSWORD}@{LOCALHOST}:{port}/{APP_DB}"
+
+
+def postgres() -> PostgresServer:
+    return PostgresServer(
+        datadir=STACK_DIR / "pgdata", port=POSTGRES_PORT, socket_dir=STACK_DIR / "run"
+    )
+
+
+def servers() -> list[Server]:
+    """The backing servers, in start order."""
+    pgbouncer = PgBouncerServer(
+        workdir=STACK_DIR / "pgbouncer",
+        port=PGBOUNCER_PORT,
+        postgres_port=POSTGRES_PORT,
+        db_name=APP_DB,
+        app_user=APP_USER,
+        app_password=APP_PASSWORD,
+    )
+    cache_redis = RedisServer(
+        workdir=STACK_DIR / "redis-cache", port=CACHE_REDIS_PORT, role="cache"
+    )
+    return [postgres(), pgbouncer, cache_redis]
+
+
+def programs() -> list[Program]:
+    backing = [Program.for_server(server, priority=10) for server in servers()]
+    # Started by `up` once migrations have run, never by supervisord on its own.
+    api = Program(
+        name="api",
+        command=API_COMMAND,
+        directory=REPO,
+        autostart=False,
+        priority=50,
+        environment=API_ENV,
+    )
+    return [*backing, api]
+
+
+def up() -> None:
+    """Start (or complete) the stack, migrate, seed once, start the API, print the URLs.
+
+    Harmless while the stack runs: it only starts what is not running.
+    """
+    STACK_DIR.mkdir(exist_ok=True)
+    STACK_DIR.chmod(0o755)
+    running = supervisor.is_running()
+    if not running:
+        busy = [f"{port} ({name})" for name, port in PORTS.items() if not port_is_free(port)]
+        if busy:
+            raise StackError(
+                f"in use by another process: {', '.join(busy)}; stop it first "
+                "(the local stack needs fixed ports that the dev profile points at)"
+            )
+    backing = servers()
+    for server in backing:
+        server.prepare()
+    supervisor.write_config(programs(), directory=REPO)
+    if running:
+        supervisor.update()
+    else:
+        supervisor.start_daemon()
+    for server in backing:
+        supervisor.ensure_started(server.name)
+        _wait_for(server.name, server.is_ready, timeout=60)
+    postgres().bootstrap(APP_USER, APP_PASSWORD, APP_DB)
+    _run_step("migrations", MIGRATE_COMMAND)
+    _run_step("seed", SEED_COMMAND)
+    supervisor.ensure_started("api")
+    _wait_for("api", _api_ready, timeout=90)
+    _print_urls()
+
+
+def down() -> None:
+    """Stop every program and supervisord; return once the ports are free."""
+    if not supervisor.is_running():
+        print("The local stack is not running.")
+        return
+    supervisor.shutdown()
+    _wait_for("free ports", lambda: all(map(port_is_free, PORTS.values())), timeout=30)
+    print("The local stack is stopped; its data stays in", STACK_DIR)
+
+
+def status() -> int:
+    """Print the programs' states; the exit code is supervisorctl's (3: not running)."""
+    if not supervisor.is_running():
+        print("The local stack is not running.")
+        return 3
+    return supervisor.ctl("status")
+
+
+def _run_step(name: str, command: list[str]) -> None:
+    print(f"Running {name}: {' '.join(command[1:])}", flush=True)
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, **DEV_ENV}, check=False)
+    if result.returncode != 0:
+        raise StackError(f"{name} failed (exit code {result.returncode}); see the output above")
+
+
+def _api_ready() -> bool:
+    if supervisor.process_state("api") in {"FATAL", "EXITED", "STOPPED"}:
+        raise StackError(f"the api exited:\n{tail(supervisor.log_path('api'))}")
+    try:
+        with urllib.request.urlopen(f"{API_URL}/readyz", timeout=2) as response:  # noqa: S310
+            status: int = response.status
+            return status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait_for(what: str, ready: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            log = supervisor.log_path(what)
+            detail = f":\n{tail(log)}" if log.exists() else ""
+            raise StackError(f"{what} not ready after {timeout:.0f}s{detail}")
+        time.sleep(0.2)
+
+
+def _print_urls() -> None:
+    rows = [
+        ("API", API_URL),
+        ("API docs", f"{API_URL}/docs"),
+        ("Postgres", f"{postgres_dsn(POSTGRES_PORT)}  (direct: migrations, psql)"),
+        ("PgBouncer", f"{postgres_dsn(PGBOUNCER_PORT)}  (transaction pooling: the API)"),
+        ("Redis cache", CACHE_REDIS_URL),
+        ("Logs", str(supervisor.log_dir)),
+    ]
+    print("\nThe local stack is up:")
+    for label, value in rows:
+        print(f"  {label:<12} {value}")
+    print("Stop it with `make down`; `make status` shows its processes.")

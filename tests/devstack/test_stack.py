@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import configparser
+import time
+from pathlib import Path
+
+from services.core.settings import DEV_CACHE_REDIS_URL, DEV_DATABASE_URL, DEV_MIGRATION_URL
+from services.devstack import stack
+from services.devstack.servers import RedisServer, free_port, port_is_free
+from services.devstack.supervision import Program, Supervisor
+
+
+def test_the_dev_profile_points_at_the_stack() -> None:
+    assert stack.postgres_dsn(stack.PGBOUNCER_PORT) == DEV_DATABASE_URL.replace("+asyncpg", "")
+    assert stack.postgres_dsn(stack.POSTGRES_PORT) == DEV_MIGRATION_URL.replace("+asyncpg", "")
+    assert stack.CACHE_REDIS_URL == DEV_CACHE_REDIS_URL
+
+
+def test_supervisord_config(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    supervisor.write_config(stack.programs(), directory=stack.REPO)
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(supervisor.config_path)
+
+    assert config["program:postgres"]["stopsignal"] == "INT"
+    assert config["program:api"]["autostart"] == "false"
+    assert 'STAMPEDE_PROFILE="dev"' in config["program:api"]["environment"]
+    for name in ("postgres", "pgbouncer", "redis-cache", "api"):
+        section = config[f"program:{name}"]
+        assert section["stopasgroup"] == section["killasgroup"] == "true"
+        assert section["stdout_logfile"] == str(tmp_path / "logs" / f"{name}.log")
+
+
+def test_supervisor_starts_and_stops_its_programs(tmp_path: Path) -> None:
+    redis = RedisServer(workdir=tmp_path / "redis", port=free_port(), role="cache")
+    redis.prepare()
+    supervisor = Supervisor(tmp_path)
+    supervisor.write_config([Program.for_server(redis, priority=10)], directory=tmp_path)
+    supervisor.start_daemon()
+    try:
+        supervisor.ensure_started(redis.name)
+        supervisor.ensure_started(redis.name)  # harmless when already running
+        deadline = time.monotonic() + 10
+        while supervisor.process_state(redis.name) != "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert supervisor.process_state(redis.name) == "RUNNING"
+        assert redis.is_ready()
+    finally:
+        supervisor.shutdown()
+    assert not supervisor.is_running()
+    assert port_is_free(redis.port)
