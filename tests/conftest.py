@@ -19,6 +19,7 @@ from services.devstack.servers import (
     start,
     unprivileged_user,
 )
+from services.migrations import runner
 
 APP_USER = APP_PASSWORD = APP_DB = "stampede"
 
@@ -30,6 +31,8 @@ class DatabaseEndpoint:
     host: str
     port: int
     process: RunningProcess
+    # Postgres only: superuser access over the unix socket, for tests that need DDL.
+    admin: PostgresServer | None = None
     user: str = APP_USER
     password: str = APP_PASSWORD
     database: str = APP_DB
@@ -76,7 +79,7 @@ def postgres_server(servers_dir: Path) -> Iterator[DatabaseEndpoint]:
     with start(server) as process:
         process.wait_ready(timeout=60)
         server.bootstrap(APP_USER, APP_PASSWORD, APP_DB)
-        yield DatabaseEndpoint(LOCALHOST, server.port, process)
+        yield DatabaseEndpoint(LOCALHOST, server.port, process, admin=server)
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +109,10 @@ def cache_redis_server(servers_dir: Path) -> Iterator[RedisEndpoint]:
     with start(server) as process:
         process.wait_ready()
         yield RedisEndpoint(LOCALHOST, server.port, process)
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server: DatabaseEndpoint) -> DatabaseEndpoint:
+    """The test database with every migration applied."""
+    runner.upgrade(postgres_server.url)
+    return postgres_server

@@ -21,16 +21,9 @@ from starlette.types import Receive, Scope, Send
 from services.api.lifespan import Resources
 from services.api.main import create_app
 from services.core.settings import Settings
-from services.migrations import runner
 from tests.conftest import DatabaseEndpoint, RedisEndpoint
 
 TABLES = "users, products, orders, order_items, idempotency_keys"
-
-
-@pytest.fixture(scope="session")
-def migrated_postgres(postgres_server: DatabaseEndpoint) -> DatabaseEndpoint:
-    runner.upgrade(postgres_server.url)
-    return postgres_server
 
 
 def make_settings(
