@@ -134,7 +134,9 @@ def test_postgres_setup_is_idempotent(servers_dir: Path) -> None:
         server.bootstrap("app", "first", "appdb")
         server.bootstrap("app", "it's new", "appdb")
         server.initdb()  # a no-op on an existing cluster
-        endpoint = DatabaseEndpoint(LOCALHOST, server.port, process, "app", "it's new", "appdb")
+        endpoint = DatabaseEndpoint(
+            LOCALHOST, server.port, process, user="app", password="it's new", database="appdb"
+        )
         result = subprocess.run(
             [
                 *(str(server.bin_dir / "psql"), "-X", "-A", "-t", endpoint.dsn.replace("'", "%27")),
