@@ -16,14 +16,17 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from services.devstack.host import untraversable_ancestors
 from services.devstack.servers import (
     LOCALHOST,
     PgBouncerServer,
     PostgresServer,
     RedisServer,
     Server,
+    make_traversable,
     port_is_free,
     tail,
+    unprivileged_user,
 )
 from services.devstack.supervision import VENV_BIN, Program, Supervisor
 
@@ -116,6 +119,7 @@ def up() -> None:
     """
     STACK_DIR.mkdir(exist_ok=True)
     STACK_DIR.chmod(0o755)
+    _let_servers_reach_the_stack()
     running = supervisor.is_running()
     if not running:
         busy = [f"{port} ({name})" for name, port in PORTS.items() if not port_is_free(port)]
@@ -141,6 +145,20 @@ def up() -> None:
     supervisor.ensure_started("api")
     _wait_for("api", _api_ready, timeout=90)
     _print_urls()
+
+
+def _let_servers_reach_the_stack() -> None:
+    """Postgres and PgBouncer run unprivileged and must be able to enter ``.stack/``.
+
+    A clone under a private directory (root's home, a mktemp dir) blocks them; adding
+    only the search bit (o+x: enter by name, not list) to those directories is the
+    smallest change that works, and it is said out loud.
+    """
+    user = unprivileged_user()
+    blocked = untraversable_ancestors(STACK_DIR, user)
+    make_traversable(STACK_DIR, user)
+    if blocked:
+        print(f"Let user {user!r} enter (o+x): {', '.join(map(str, blocked))}")
 
 
 def down() -> None:
