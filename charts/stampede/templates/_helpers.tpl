@@ -317,7 +317,7 @@ maximum) could open more Postgres connections than the database allows.
 {{- $total := add $api $workers $relays $reserve -}}
 {{- $budget := include "stampede.postgres.maxConnections" . | int -}}
 {{- if gt $total $budget -}}
-{{- fail (printf "\n\nconnection budget exceeded: %d Postgres connections needed at full scale, but the database allows %d.\n  api:     %d max replicas × %d PgBouncer pool size (pgbouncer.defaultPoolSize) = %d\n  workers: %d max replicas × %d (worker.dbConnectionsPerPod) = %d\n  relays:  %d\n  reserve: %d (connectionBudget.reserve)\nLower api.autoscaling.maxReplicas, pgbouncer.defaultPoolSize or the worker's maximum, or raise %s." $total $budget $apiMax $pool $api $workerMax (.Values.worker.dbConnectionsPerPod | int) $workers $relays $reserve (ternary "postgresql.maxConnections" "externalDatabase.maxConnections" .Values.postgresql.enabled)) -}}
+{{- fail (printf "\n\nconnection budget exceeded: %d Postgres connections needed at full scale, but the database allows %d.\n  api:     %d max replicas x %d PgBouncer pool size (pgbouncer.defaultPoolSize) = %d\n  workers: %d max replicas x %d (worker.dbConnectionsPerPod) = %d\n  relays:  %d\n  reserve: %d (connectionBudget.reserve)\nLower api.autoscaling.maxReplicas, pgbouncer.defaultPoolSize or the worker's maximum, or raise %s." $total $budget $apiMax $pool $api $workerMax (.Values.worker.dbConnectionsPerPod | int) $workers $relays $reserve (ternary "postgresql.maxConnections" "externalDatabase.maxConnections" .Values.postgresql.enabled)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
