@@ -314,7 +314,7 @@ def test_redis_roles(
 
 
 def test_exporters_are_the_local_stacks_software(rendered: dict[str, Rendered]) -> None:
-    default = rendered["default"]
+    default = rendered["keda"]  # the scenario with the PgBouncer exporter on
     api = default.get("Deployment", f"{NAME}-api")
     images = {c["name"]: c["image"] for _, c in containers(api)}
     assert images["pgbouncer-exporter"].startswith("stampede-pgbouncer-exporter:")

@@ -16,7 +16,7 @@ def test_rendered_rules_pass_promtool(rendered: dict[str, Rendered], tmp_path: P
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
-    [rule] = rendered["external-db"].kinds("PrometheusRule")
+    [rule] = rendered["keda"].kinds("PrometheusRule")  # every group on
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     result = subprocess.run(
