@@ -1,5 +1,7 @@
 # One image for every process (api, worker, relay, migrations, operator); the command
-# differs. Multi-stage: uv resolves from the lock file in the build stage only.
+# differs. Multi-stage: uv resolves from the lock file in the build stage only. Two small
+# sidecar targets (`--target pgbouncer`, `--target pgbouncer-exporter`) package the Debian
+# software the local stack runs; the last stage, the app, is the default target.
 #
 # The base is plain Debian with its Python 3.11, the same interpreter the tests run on.
 ARG BASE_IMAGE=debian:bookworm-slim
@@ -21,6 +23,32 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY services ./services
 
+# The PgBouncer sidecar (chart: pgbouncer.image): Debian bookworm's PgBouncer 1.18, the very
+# package the local stack runs, so pool behaviour proven locally holds in the cluster.
+# The chart mounts pgbouncer.ini and a start script; PgBouncer refuses to run as root.
+FROM ${BASE_IMAGE} AS pgbouncer
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends pgbouncer \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin stampede
+USER 10001:10001
+EXPOSE 6432
+CMD ["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]
+
+# The PgBouncer exporter sidecar (chart: metrics.pgbouncerExporter.image): Debian's
+# prometheus-pgbouncer-exporter 1.7, the Python spreaker exporter the local stack runs —
+# not the Go prometheus-community one, whose metric names differ. No upstream image of it
+# is maintained, hence ours. Configured by environment (PGBOUNCER_HOST/PORT/USER, PGPASSWORD).
+FROM ${BASE_IMAGE} AS pgbouncer-exporter
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends prometheus-pgbouncer-exporter \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin stampede
+USER 10001:10001
+EXPOSE 9127
+CMD ["prometheus-pgbouncer-exporter", "--licence-location", "/usr/share/doc/prometheus-pgbouncer-exporter/copyright"]
+
+# The application image (the default target): api, worker, relay, migrations, operator.
 FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 ca-certificates \

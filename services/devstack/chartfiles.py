@@ -1,0 +1,55 @@
+"""Files the chart packages from elsewhere in the repository, generated, never hand-edited.
+
+``grafana/dashboards/*.json`` is the single source of truth for dashboards; the chart
+carries them minified in ``charts/stampede/files/dashboards/`` and renders one ConfigMap
+each for Grafana's sidecar. ``make dashboards`` (``python -m services.devstack.chartfiles``)
+regenerates them; a test checks they are current.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DASHBOARDS_SOURCE = REPO_ROOT / "grafana" / "dashboards"
+DASHBOARDS_IN_CHART = REPO_ROOT / "charts" / "stampede" / "files" / "dashboards"
+
+
+def minify(text: str) -> str:
+    """Compact JSON with the source's key order: small ConfigMaps, stable diffs."""
+    return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+def expected_dashboards(source: Path = DASHBOARDS_SOURCE) -> dict[str, str]:
+    """File name → the content the chart must carry."""
+    return {path.name: minify(path.read_text()) for path in sorted(source.glob("*.json"))}
+
+
+def packaged_dashboards(target: Path = DASHBOARDS_IN_CHART) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(target.glob("*.json"))}
+
+
+def sync_dashboards(
+    source: Path = DASHBOARDS_SOURCE, target: Path = DASHBOARDS_IN_CHART
+) -> list[str]:
+    """Make ``target`` hold exactly the minified dashboards of ``source``; return the names."""
+    expected = expected_dashboards(source)
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in set(packaged_dashboards(target)) - set(expected):
+        (target / stale).unlink()
+    for name, content in expected.items():
+        path = target / name
+        if not path.exists() or path.read_text() != content:
+            path.write_text(content)
+    return sorted(expected)
+
+
+def main() -> None:
+    names = sync_dashboards()
+    where = DASHBOARDS_IN_CHART.relative_to(REPO_ROOT)
+    print(f"{len(names)} dashboard(s) in {where}: {', '.join(names) or '(none yet)'}")
+
+
+if __name__ == "__main__":
+    main()

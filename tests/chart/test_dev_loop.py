@@ -1,0 +1,67 @@
+"""The dev loop's files agree with the chart and the Dockerfile: skaffold builds every
+image the chart runs of ours, from a Dockerfile stage that exists, and the kind values
+render a valid release."""
+
+from __future__ import annotations
+
+import re
+
+import kubernetes_validate
+import yaml
+
+from tests.chart.conftest import CHART, REPO_ROOT, Helm
+
+DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
+SKAFFOLD = yaml.safe_load((REPO_ROOT / "skaffold.yaml").read_text())
+
+
+def test_skaffold_builds_from_existing_dockerfile_stages() -> None:
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE, re.MULTILINE)
+    artifacts = {a["image"]: a["docker"].get("target") for a in SKAFFOLD["build"]["artifacts"]}
+    assert artifacts == {
+        "stampede": None,
+        "stampede-pgbouncer": "pgbouncer",
+        "stampede-pgbouncer-exporter": "pgbouncer-exporter",
+    }
+    assert {"pgbouncer", "pgbouncer-exporter"} <= set(stages)
+    assert stages[-1] == "runtime", "the app must be the default (last) target"
+
+
+def test_every_image_stage_runs_as_a_numeric_non_root_user() -> None:
+    for stage in re.split(r"^FROM ", DOCKERFILE, flags=re.MULTILINE)[1:]:
+        name = stage.split()[2]
+        if name == "build":
+            continue
+        users = re.findall(r"^USER (\d+):(\d+)$", stage, re.MULTILINE)
+        assert users, name
+        assert all(int(uid) > 0 for uid, _ in users), name
+
+
+def test_skaffold_sets_the_chart_images_it_builds() -> None:
+    [release] = SKAFFOLD["deploy"]["helm"]["releases"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for key in release["setValueTemplates"]:
+        node = values
+        for part in key.split("."):
+            node = node[part]
+    assert release["chartPath"] == "charts/stampede"
+
+
+def test_kind_dev_values_render_valid_objects(helm: Helm) -> None:
+    docs = helm.template([REPO_ROOT / "k8s" / "stampede-dev-values.yaml"])
+    kinds = {doc["kind"] for doc in docs}
+    assert {"ServiceMonitor", "PrometheusRule", "HorizontalPodAutoscaler"} <= kinds
+    for doc in docs:
+        if doc["apiVersion"].startswith(("monitoring.coreos.com", "keda.sh")):
+            continue
+        kubernetes_validate.validate(doc, "1.33.0", strict=True)
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert all(m["metadata"]["labels"]["release"] == "kube-prometheus-stack" for m in monitors)
+
+
+def test_kind_nodes_support_native_sidecars() -> None:
+    cluster = yaml.safe_load((REPO_ROOT / "k8s" / "kind-cluster.yaml").read_text())
+    for node in cluster["nodes"]:
+        match = re.fullmatch(r"kindest/node:v(\d+)\.(\d+)\.\d+", node["image"])
+        assert match, node["image"]
+        assert (int(match[1]), int(match[2])) >= (1, 29)
