@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 class Gunicorn:
     process: subprocess.Popen[bytes]
     base_url: str
+    metrics_url: str
     log_path: Path
 
     def log_lines(self) -> list[str]:
@@ -46,7 +47,7 @@ def gunicorn(
     pgbouncer_server: DatabaseEndpoint,
     cache_redis_server: RedisEndpoint,
 ) -> Iterator[Gunicorn]:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "STAMPEDE_PROFILE": "prod",
@@ -55,6 +56,8 @@ def gunicorn(
         "STAMPEDE_SERVER__BIND": f"127.0.0.1:{port}",
         "STAMPEDE_SERVER__WORKERS": "2",
         "STAMPEDE_SERVER__GRACEFUL_TIMEOUT_S": "20",
+        "STAMPEDE_METRICS__BIND": f"127.0.0.1:{metrics_port}",
+        "STAMPEDE_METRICS__MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("wb") as log:
@@ -65,7 +68,9 @@ def gunicorn(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = Gunicorn(process, f"http://127.0.0.1:{port}", log_path)
+    server = Gunicorn(
+        process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics", log_path
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -97,6 +102,13 @@ async def test_workers_logs_and_graceful_shutdown(
             )
         ).json()
         await client.get("/users/1", headers={"X-Request-ID": "trace-me"})
+        await asyncio.gather(*(client.get("/livez") for _ in range(50)))
+
+        # One exposition for all workers, on its own port, never on the public one.
+        assert (await client.get("/metrics")).status_code == 404
+        exposition = (await client.get(gunicorn.metrics_url)).text
+        assert 'route="/livez",status_class="2xx"} 50.0' in exposition
+        assert "stampede_db_pool_capacity 40.0" in exposition  # 2 workers x (10 + 10)
 
         # Hold the product's row lock so the next PATCH is in flight when SIGTERM arrives.
         locker = db.transaction()
