@@ -108,7 +108,6 @@ class PostgresExporter:
             f"DATA_SOURCE_NAME={self.dsn}?sslmode=disable",
             _tool("prometheus-postgres-exporter"),
             f"--web.listen-address={LOCALHOST}:{self.port}",
-            "--no-collector.wal",  # needs superuser; the app role is not one
         ]
 
     def is_ready(self) -> bool:
