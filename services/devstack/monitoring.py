@@ -140,8 +140,7 @@ class PgBouncerExporter:
     def prepare(self) -> None:
         own(self.workdir, self.run_as)
         dsn = (
-            f"postgresql://{self.user}:{self.password}@{LOCALHOST}:{self.pgbouncer_port}"
-            "/pgbouncer"
+            f"postgresql://{self.user}:{self.password}@{LOCALHOST}:{self.pgbouncer_port}/pgbouncer"
         )
         config = {
             "exporter_host": LOCALHOST,
