@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from services.devstack.servers import (
@@ -116,3 +117,21 @@ def migrated_postgres(postgres_server: DatabaseEndpoint) -> DatabaseEndpoint:
     """The test database with every migration applied."""
     runner.upgrade(postgres_server.url)
     return postgres_server
+
+
+TABLES = "users, products, orders, order_items, idempotency_keys"
+
+
+@pytest.fixture
+async def db(migrated_postgres: DatabaseEndpoint) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to Postgres, to check what was (not) written."""
+    connection = await asyncpg.connect(migrated_postgres.dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def clean_database(db: asyncpg.Connection) -> None:
+    await db.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")

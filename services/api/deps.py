@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.lifespan import Resources
+from services.core.pool_metrics import check_out
 from services.core.settings import Settings
 
 
@@ -30,6 +31,7 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
     sees a 2xx for a transaction that then failed to commit.
     """
     async with resources.sessions() as session:
+        await check_out(session)
         try:
             yield session
         except BaseException:

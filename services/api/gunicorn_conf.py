@@ -8,10 +8,20 @@ No ``preload_app``: engines and Redis pools must be created in each worker after
 
 from __future__ import annotations
 
+import tempfile
+from typing import Any
+
 from services.core.logging import logging_config
+from services.core.metrics import forget_process, prepare_multiprocess_dir, serve_metrics
 from services.core.settings import Settings
 
 _settings = Settings()
+if _settings.metrics.enabled:
+    # Now, in the master, before anything imports prometheus_client: the workers forked
+    # later inherit multiprocess mode (see services.core.metrics).
+    prepare_multiprocess_dir(
+        _settings.metrics.multiproc_dir or tempfile.mkdtemp(prefix="stampede-metrics-")
+    )
 
 bind = [_settings.server.bind]
 workers = _settings.server.workers
@@ -27,3 +37,17 @@ preload_app = False
 proc_name = "stampede-api"
 accesslog = None  # the app's access log knows the route template and the request id
 logconfig_dict = logging_config(_settings.log.level, _settings.log.json_format)
+
+
+# --- metrics: prometheus_client multiprocess mode, served by the master ---------------
+
+
+def when_ready(server: object) -> None:
+    # The master never handles requests, so /metrics keeps answering while every
+    # worker is busy, and it lives on its own port that is never exposed publicly.
+    if _settings.metrics.enabled:
+        serve_metrics(_settings.metrics.bind)
+
+
+def child_exit(server: object, worker: Any) -> None:
+    forget_process(worker.pid)

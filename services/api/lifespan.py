@@ -12,7 +12,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.core.db import create_engine, create_session_factory
+from services.core.pool_metrics import forget_pool, instrument_pool
 from services.core.settings import Settings
+from services.core.timing import time_statements
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,9 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         engine = create_engine(settings.database_url, settings.db)
+        capacity = settings.db.pool_size + settings.db.max_overflow
+        instrument_pool(engine, capacity=capacity)
+        time_statements(engine.sync_engine)
         cache_redis = create_cache_redis(settings)
         try:
             yield {
@@ -55,5 +60,6 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             await cache_redis.aclose()
             await engine.dispose()
+            forget_pool(capacity=capacity)
 
     return lifespan

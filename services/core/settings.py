@@ -70,6 +70,19 @@ class ServerSettings(BaseModel):
     backlog: int = Field(2048, ge=64)
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics, served apart from the public API port.
+
+    gunicorn runs several worker processes: each writes its samples to files in
+    ``multiproc_dir`` (prometheus_client's multiprocess mode) and the master serves
+    their aggregate on ``bind``. The directory is emptied when gunicorn starts.
+    """
+
+    enabled: bool = True
+    bind: str = "127.0.0.1:9100"
+    multiproc_dir: str | None = None
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
@@ -89,6 +102,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     api: ApiSettings = ApiSettings()
     server: ServerSettings = ServerSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")

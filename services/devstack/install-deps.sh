@@ -31,6 +31,27 @@ apt_install() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
 }
 
+# Install daemons' packages without letting Debian start (and enable) their system
+# services: the stack runs its own copies on its own ports, and a system Prometheus on
+# :9090 or exporters on their default ports would collide with them.
+apt_install_quiet_daemons() {
+    local policy=/usr/sbin/policy-rc.d created=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod +x "$policy"
+        created=1
+    fi
+    apt_install "$@"
+    if [ -n "$created" ]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        for unit in "$@"; do
+            "${sudo[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+        done
+    fi
+}
+
 packages=()
 have pgbouncer || packages+=(pgbouncer)
 have redis-server || packages+=(redis-server)
@@ -39,6 +60,25 @@ if ! have uv && ! have pipx && ! python3 -m pip --version >/dev/null 2>&1; then
 fi
 if [ ${#packages[@]} -gt 0 ]; then
     apt_install "${packages[@]}"
+fi
+
+# Monitoring: Prometheus (+ promtool) and the exporters the chart runs as sidecars.
+daemons=()
+have prometheus || daemons+=(prometheus)
+have prometheus-redis-exporter || daemons+=(prometheus-redis-exporter)
+have prometheus-postgres-exporter || daemons+=(prometheus-postgres-exporter)
+if [ ${#daemons[@]} -gt 0 ]; then
+    apt_install_quiet_daemons "${daemons[@]}"
+fi
+# spreaker's PgBouncer exporter pins old libraries, so it gets a virtualenv of its own
+# on Debian's Python, with Debian's psycopg2 (its pinned 2.8.5 does not build on 3.11).
+pgb_venv=.cache/pgbouncer-exporter
+if [ ! -x "$pgb_venv/bin/pgbouncer-exporter" ]; then
+    /usr/bin/python3 -c 'import ensurepip, psycopg2, yaml' 2>/dev/null || apt_install python3-psycopg2 python3-yaml python3-venv
+    rm -rf "$pgb_venv"
+    /usr/bin/python3 -m venv --system-site-packages "$pgb_venv"
+    "$pgb_venv/bin/pip" install --quiet --no-deps \
+        prometheus-pgbouncer-exporter==2.1.2 prometheus-client==0.8.0 python-json-logger==0.1.11
 fi
 
 if ! have_postgres; then

@@ -17,6 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from services.devstack.host import untraversable_ancestors
+from services.devstack.monitoring import (
+    PgBouncerExporter,
+    PostgresExporter,
+    PrometheusServer,
+    RedisExporter,
+    Target,
+)
 from services.devstack.servers import (
     LOCALHOST,
     PgBouncerServer,
@@ -37,12 +44,20 @@ POSTGRES_PORT = 55432
 PGBOUNCER_PORT = 56432
 CACHE_REDIS_PORT = 56379
 API_PORT = 8000
+API_METRICS_PORT = 59100
+PROMETHEUS_PORT = 9090
+# The exporters' usual ports plus 50000, so system-wide exporters can keep theirs.
+EXPORTER_PORTS = {"redis-cache": 59121, "postgres": 59187, "pgbouncer": 59127}
 PORTS = {
     "postgres": POSTGRES_PORT,
     "pgbouncer": PGBOUNCER_PORT,
     "redis-cache": CACHE_REDIS_PORT,
     "api": API_PORT,
+    "api-metrics": API_METRICS_PORT,
+    "prometheus": PROMETHEUS_PORT,
+    **{f"{name}-exporter": port for name, port in EXPORTER_PORTS.items()},
 }
+ALERT_RULES = REPO / "charts" / "stampede" / "files" / "alerts.rules.yaml"
 
 # Local-only credentials, the same as the dev settings profile's.
 APP_USER = APP_PASSWORD = APP_DB = "stampede"  # noqa: S105
@@ -59,6 +74,8 @@ API_ENV = {
     **DEV_ENV,
     "STAMPEDE_SERVER__BIND": f"{LOCALHOST}:{API_PORT}",
     "STAMPEDE_SERVER__WORKERS": "2",
+    "STAMPEDE_METRICS__BIND": f"{LOCALHOST}:{API_METRICS_PORT}",
+    "STAMPEDE_METRICS__MULTIPROC_DIR": str(STACK_DIR / "api-metrics"),
 }
 MIGRATE_COMMAND = [sys.executable, "-m", "services.migrations", "upgrade"]
 SEED_COMMAND = [sys.executable, "-m", "services.devstack.seed", "--if-empty"]
@@ -95,7 +112,37 @@ def servers() -> list[Server]:
     cache_redis = RedisServer(
         workdir=STACK_DIR / "redis-cache", port=CACHE_REDIS_PORT, role="cache"
     )
-    return [postgres(), pgbouncer, cache_redis]
+    return [postgres(), pgbouncer, cache_redis, *monitoring()]
+
+
+def monitoring() -> list[Server]:
+    """The exporters the chart runs as sidecars, and a Prometheus scraping everything
+    with the labels the chart's ServiceMonitors give (see services.devstack.monitoring)."""
+    exporters: list[RedisExporter | PostgresExporter | PgBouncerExporter] = [
+        RedisExporter(
+            STACK_DIR / "exporters", EXPORTER_PORTS["redis-cache"], CACHE_REDIS_PORT, "cache"
+        ),
+        PostgresExporter(
+            STACK_DIR / "exporters", EXPORTER_PORTS["postgres"], postgres_dsn(POSTGRES_PORT)
+        ),
+        PgBouncerExporter(
+            STACK_DIR / "exporters",
+            EXPORTER_PORTS["pgbouncer"],
+            PGBOUNCER_PORT,
+            APP_USER,
+            APP_PASSWORD,
+        ),
+    ]
+    prometheus = PrometheusServer(
+        workdir=STACK_DIR / "prometheus",
+        port=PROMETHEUS_PORT,
+        targets=(
+            Target(component="api", port=API_METRICS_PORT),
+            *(exporter.target for exporter in exporters),
+        ),
+        rule_files=(ALERT_RULES,),
+    )
+    return [*exporters, prometheus]
 
 
 def programs() -> list[Program]:
@@ -214,6 +261,8 @@ def _print_urls() -> None:
         ("Postgres", f"{postgres_dsn(POSTGRES_PORT)}  (direct: migrations, psql)"),
         ("PgBouncer", f"{postgres_dsn(PGBOUNCER_PORT)}  (transaction pooling: the API)"),
         ("Redis cache", CACHE_REDIS_URL),
+        ("Prometheus", f"http://{LOCALHOST}:{PROMETHEUS_PORT}"),
+        ("API metrics", f"http://{LOCALHOST}:{API_METRICS_PORT}/metrics"),
         ("Logs", str(supervisor.log_dir)),
     ]
     print("\nThe local stack is up:")

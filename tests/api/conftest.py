@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -22,8 +21,6 @@ from services.api.lifespan import Resources
 from services.api.main import create_app
 from services.core.settings import Settings
 from tests.conftest import DatabaseEndpoint, RedisEndpoint
-
-TABLES = "users, products, orders, order_items, idempotency_keys"
 
 
 def make_settings(
@@ -78,21 +75,6 @@ async def api(settings: Settings) -> AsyncIterator[RunningApi]:
 @pytest.fixture
 async def client(api: RunningApi, clean_database: None) -> httpx.AsyncClient:
     return api.client
-
-
-@pytest.fixture
-async def db(migrated_postgres: DatabaseEndpoint) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection to Postgres, to check what was (not) written."""
-    connection = await asyncpg.connect(migrated_postgres.dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
-async def clean_database(db: asyncpg.Connection) -> None:
-    await db.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
 
 
 @contextmanager

@@ -1,0 +1,37 @@
+"""The api's metric definitions. Labels are bounded: route *templates*, status classes,
+a fixed set of methods — a client can never mint a new series."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.core.metrics import LATENCY_BUCKETS
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+REQUESTS = Counter(
+    "stampede_http_requests",
+    "HTTP requests answered, by route template and status class.",
+    ["method", "route", "status_class"],
+)
+LATENCY = Histogram(
+    "stampede_http_request_duration_seconds",
+    "Time from request to the end of the response body.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "stampede_http_requests_in_flight",
+    "Requests being handled right now, over all worker processes.",
+    multiprocess_mode="livesum",
+)
+RESPONSE_SIZE = Histogram(
+    "stampede_http_response_size_bytes",
+    "Response body size.",
+    ["route"],
+    buckets=(128, 512, 1024, 4096, 16384, 65536, 262144, 1048576),
+)
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "OTHER"

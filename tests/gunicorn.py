@@ -1,0 +1,90 @@
+"""Run the api the way production does (gunicorn + uvicorn workers) for a test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from services.devstack.servers import free_port
+
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Gunicorn:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    metrics_url: str
+    metrics_port: int
+    log_path: Path
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+
+@contextmanager
+def run_gunicorn(
+    workdir: Path, *, database_url: str, cache_url: str, workers: int = 2, **settings: str
+) -> Iterator[Gunicorn]:
+    """Start gunicorn on free ports, wait for /readyz, kill it on exit if still alive.
+
+    ``settings`` are extra ``STAMPEDE_*`` variables, e.g. ``SERVER__GRACEFUL_TIMEOUT_S``.
+    """
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "STAMPEDE_PROFILE": "prod",
+        "STAMPEDE_DB__URL": database_url,
+        "STAMPEDE_REDIS__CACHE_URL": cache_url,
+        "STAMPEDE_SERVER__BIND": f"127.0.0.1:{port}",
+        "STAMPEDE_SERVER__WORKERS": str(workers),
+        "STAMPEDE_METRICS__BIND": f"127.0.0.1:{metrics_port}",
+        "STAMPEDE_METRICS__MULTIPROC_DIR": str(workdir / "metrics"),
+        **{f"STAMPEDE_{name}": value for name, value in settings.items()},
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "gunicorn.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [GUNICORN, "-c", "python:services.api.gunicorn_conf", "services.api.main:create_app()"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Gunicorn(
+        process,
+        f"http://127.0.0.1:{port}",
+        f"http://127.0.0.1:{metrics_port}/metrics",
+        metrics_port,
+        log_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{server.base_url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
