@@ -1,6 +1,6 @@
 # One image for every process (api, worker, relay, migrations, operator); the command
 # differs. Multi-stage: uv resolves from the lock file in the build stage only. Two small
-# sidecar targets (`--target pgbouncer`, `--target pgbouncer-exporter`) package the Debian
+# sidecar targets (`--target pgbouncer`, `--target pgbouncer-exporter`) package the same
 # software the local stack runs; the last stage, the app, is the default target.
 #
 # The base is plain Debian with its Python 3.11, the same interpreter the tests run on.
@@ -35,18 +35,24 @@ USER 10001:10001
 EXPOSE 6432
 CMD ["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]
 
-# The PgBouncer exporter sidecar (chart: metrics.pgbouncerExporter.image): Debian's
-# prometheus-pgbouncer-exporter 1.7, the Python spreaker exporter the local stack runs —
-# not the Go prometheus-community one, whose metric names differ. No upstream image of it
-# is maintained, hence ours. Configured by environment (PGBOUNCER_HOST/PORT/USER, PGPASSWORD).
+# The PgBouncer exporter sidecar (chart: metrics.pgbouncerExporter.image): spreaker's
+# prometheus-pgbouncer-exporter 2.1.2 from PyPI, installed exactly as the local stack
+# installs it (services/devstack/install-deps.sh): its own venv on Debian's Python, with
+# Debian's psycopg2 (its pinned psycopg2 2.8.5 does not build on Python 3.11). Debian's
+# package of the same name is a different exporter that crashes on PgBouncer >= 1.8.
 FROM ${BASE_IMAGE} AS pgbouncer-exporter
 RUN apt-get update \
- && apt-get install -y --no-install-recommends prometheus-pgbouncer-exporter \
+ && apt-get install -y --no-install-recommends \
+      python3 python3-venv python3-psycopg2 python3-yaml ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv --system-site-packages /opt/pgbouncer-exporter \
+ && /opt/pgbouncer-exporter/bin/pip install --no-cache-dir --no-deps \
+      prometheus-pgbouncer-exporter==2.1.2 prometheus-client==0.8.0 python-json-logger==0.1.11 \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin stampede
 USER 10001:10001
 EXPOSE 9127
-CMD ["prometheus-pgbouncer-exporter", "--licence-location", "/usr/share/doc/prometheus-pgbouncer-exporter/copyright"]
+ENTRYPOINT ["/opt/pgbouncer-exporter/bin/pgbouncer-exporter"]
+CMD ["--config", "/etc/pgbouncer/exporter.yml"]
 
 # The application image (the default target): api, worker, relay, migrations, operator.
 FROM ${BASE_IMAGE} AS runtime

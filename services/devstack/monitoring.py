@@ -131,7 +131,7 @@ class PgBouncerExporter:
     def target(self) -> Target:
         # In the cluster it is a sidecar of the api pod, scraped by the api's
         # ServiceMonitor on its own endpoint.
-        return Target(component="api", port=self.port, endpoint="pgbouncer-metrics")
+        return Target(component="api", port=self.port, endpoint="pgbouncer-mx")
 
     @property
     def config_path(self) -> Path:

@@ -2,29 +2,37 @@
 
 The ConfigMap's ``pgbouncer.ini`` and ``start.sh`` (rendered by helm) start Debian's
 PgBouncer — the package the sidecar image installs — in front of a real Postgres; the app's
-kind of client (asyncpg, SCRAM, transaction pooling) works through it. Debian's PgBouncer
-exporter — the exporter image's software — should read it and serve the metric the
-PrometheusRule alerts on; today it cannot (see the xfail). Only the in-container paths
-are moved into a temp directory.
+kind of client (asyncpg, SCRAM, transaction pooling) works through it, and the exporter
+sidecar's software, with the ConfigMap's ``exporter.yml``, serves the series the
+dashboards and alerts use. Only the in-container paths are moved into a temp directory.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
+from services.devstack.monitoring import PGBOUNCER_EXPORTER_VENV
 from services.devstack.servers import as_user, free_port, own, unprivileged_user
 from tests.chart.conftest import Helm
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    port: int
+    workdir: Path  # the ConfigMap's files
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -41,8 +49,8 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) -> Iterator[int]:
-    """PgBouncer started exactly as the sidecar starts it; yields its port."""
+def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) -> Iterator[Sidecar]:
+    """PgBouncer started exactly as the sidecar starts it."""
     if shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists():
         pytest.skip("pgbouncer not installed (make deps)")
     port = free_port()
@@ -87,14 +95,14 @@ def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) ->
         )
     try:
         wait_for_port(port, process, log)
-        yield port
+        yield Sidecar(port, workdir)
     finally:
         process.terminate()
         process.wait(10)
 
 
-async def test_app_connects_through_the_sidecar_config(sidecar: int) -> None:
-    dsn = f"postgresql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{sidecar}/{APP_DB}"
+async def test_app_connects_through_the_sidecar_config(sidecar: Sidecar) -> None:
+    dsn = f"postgresql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{sidecar.port}/{APP_DB}"
     # As the app connects: no statement cache (transaction pooling).
     connections = [await asyncpg.connect(dsn, statement_cache_size=0) for _ in range(6)]
     try:
@@ -105,40 +113,38 @@ async def test_app_connects_through_the_sidecar_config(sidecar: int) -> None:
             await connection.close()
 
 
-async def test_wrong_password_is_refused(sidecar: int) -> None:
+async def test_wrong_password_is_refused(sidecar: Sidecar) -> None:
     # PgBouncer 1.18 answers a failed SCRAM exchange as a protocol error.
     with pytest.raises(asyncpg.PostgresError, match="authentication failed"):
-        await asyncpg.connect(f"postgresql://{APP_USER}:nope@127.0.0.1:{sidecar}/{APP_DB}")
+        await asyncpg.connect(f"postgresql://{APP_USER}:nope@127.0.0.1:{sidecar.port}/{APP_DB}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Debian's prometheus-pgbouncer-exporter 1.7 reads SHOW STATS column total_requests, "
-    "which PgBouncer 1.18 lacks: it exits with KeyError (why metrics.pgbouncerExporter is off)",
-)
-def test_exporter_reads_the_sidecar(sidecar: int, tmp_path: Path) -> None:
-    exporter = shutil.which("prometheus-pgbouncer-exporter")
-    if exporter is None:
-        pytest.skip("prometheus-pgbouncer-exporter not installed (Debian package)")
+def test_exporter_reads_the_sidecar(sidecar: Sidecar, tmp_path: Path) -> None:
+    exporter = PGBOUNCER_EXPORTER_VENV / "bin" / "pgbouncer-exporter"
+    if not exporter.exists():
+        pytest.skip("the PgBouncer exporter is not installed (make deps)")
     port = free_port()
+    config = (sidecar.workdir / "exporter.yml").read_text()
+    config = config.replace("exporter_host: 0.0.0.0", "exporter_host: 127.0.0.1")
+    config = re.sub(r"exporter_port: \d+", f"exporter_port: {port}", config)
+    (tmp_path / "exporter.yml").write_text(config)
     log = tmp_path / "exporter.log"
-    env = {
-        **os.environ,
-        # As the chart's exporter container is configured.
-        "PGBOUNCER_HOST": "127.0.0.1",
-        "PGBOUNCER_PORT": str(sidecar),
-        "PGBOUNCER_USER": APP_USER,
-        "PGPASSWORD": APP_PASSWORD,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-    }
+    # As the chart's exporter container is configured: the password from the Secret.
+    env = {**os.environ, "PGBOUNCER_PASSWORD": APP_PASSWORD}
     with log.open("wb") as out:
-        process = subprocess.Popen([exporter], env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(exporter), "--config", str(tmp_path / "exporter.yml")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_port(port, process, log)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         process.terminate()
         process.wait(10)
-    assert f'pgbouncer_waiting_clients{{database="{APP_DB}",user="{APP_USER}"}}' in metrics
-    assert f'pgbouncer_pool_size{{database="{APP_DB}"}} 2.0' in metrics
+    assert "pgbouncer_up 1.0" in metrics, metrics
+    pool_size = f'{{backend_database="{APP_DB}",database="{APP_DB}"}} 2.0'
+    assert f"pgbouncer_databases_database_pool_size{pool_size}" in metrics
+    assert "pgbouncer_pools_client_maxwait_seconds" in metrics

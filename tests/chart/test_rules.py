@@ -23,4 +23,4 @@ def test_rendered_rules_pass_promtool(rendered: dict[str, Rendered], tmp_path: P
         [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 3 rules found" in result.stdout
+    assert "SUCCESS" in result.stdout

@@ -384,5 +384,12 @@ spec:
       path: /metrics
       interval: {{ $ctx.Values.metrics.serviceMonitor.interval }}
       scrapeTimeout: {{ $ctx.Values.metrics.serviceMonitor.scrapeTimeout }}
+      # Dashboards and alerts select on release and component (the local stack's
+      # Prometheus sets the same labels statically).
+      relabelings:
+        - sourceLabels: [__meta_kubernetes_service_label_app_kubernetes_io_instance]
+          targetLabel: release
+        - sourceLabels: [__meta_kubernetes_service_label_app_kubernetes_io_component]
+          targetLabel: component
     {{- end }}
 {{- end -}}
