@@ -116,10 +116,19 @@ def test_api_and_its_sidecar_have_startup_probes(scenario: Rendered) -> None:
 
 
 def test_pods_restart_when_their_config_or_secrets_change(scenario: Rendered) -> None:
+    config = f"{NAME}-config"
     for doc in scenario.kinds("Deployment"):
         annotations = doc["spec"]["template"]["metadata"].get("annotations", {})
-        assert {"checksum/config", "checksum/secret"} <= annotations.keys()
+        assert "checksum/secret" in annotations, doc["metadata"]["name"]
+        uses_config = any(
+            source.get("configMapRef", {}).get("name") == config
+            for _, container in containers(doc)
+            for source in container.get("envFrom", [])
+        )
+        if uses_config:
+            assert "checksum/config" in annotations, doc["metadata"]["name"]
     api = scenario.get("Deployment", f"{NAME}-api")
+    assert "checksum/config" in api["spec"]["template"]["metadata"]["annotations"]
     assert "checksum/pgbouncer" in api["spec"]["template"]["metadata"]["annotations"]
 
 
