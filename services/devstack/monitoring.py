@@ -95,7 +95,7 @@ class PostgresExporter:
 
     @property
     def target(self) -> Target:
-        return Target(component="postgresql", port=self.port)
+        return Target(component="postgres-exporter", port=self.port)
 
     def prepare(self) -> None:
         own(self.workdir, self.run_as)
