@@ -24,7 +24,7 @@ from services.core.settings import Settings
 from services.migrations import runner
 from tests.conftest import DatabaseEndpoint, RedisEndpoint
 
-TABLES = "users, products, orders, order_items, idempotency_keys"
+TABLES = "users, products, orders, order_items, idempotency_keys, outbox, email_deliveries"
 
 
 @pytest.fixture(scope="session")
