@@ -96,6 +96,9 @@ class RelaySettings(BaseModel):
     # published again: it covers a message the broker lost (AOF fsyncs once a second) or
     # a task killed by its hard time limit. The idempotent task makes this harmless.
     republish_after_s: int = Field(6 * 3600, ge=1)
+    # The relay's /metrics (a single process: no multiprocess mode needed). Off if None.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_addr: str = "127.0.0.1"
 
 
 class SmtpSettings(BaseModel):

@@ -57,6 +57,15 @@ API_ENV = {
     "STAMPEDE_SERVER__BIND": f"{LOCALHOST}:{API_PORT}",
     "STAMPEDE_SERVER__WORKERS": "2",
 }
+# The worker: prefork children (concurrency from the settings), each holding one message
+# at a time (-O fair, prefetch 1). No gossip/mingle: they only chat between workers.
+WORKER_COMMAND = [
+    str(VENV_BIN / "celery"),
+    *("-A", "services.worker.app", "worker"),
+    *("--pool=prefork", "-O", "fair", "--without-gossip", "--without-mingle"),
+    "--loglevel=INFO",
+]
+RELAY_COMMAND = [sys.executable, "-m", "services.worker.relay"]
 MIGRATE_COMMAND = [sys.executable, "-m", "services.migrations", "upgrade"]
 SEED_COMMAND = [sys.executable, "-m", "services.devstack.seed", "--if-empty"]
 
