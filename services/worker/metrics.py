@@ -66,6 +66,9 @@ def observe_backlog(backlog: Backlog) -> None:
 def queue_length(app: Celery, queue: str) -> int:
     """Messages waiting in ``queue`` (excludes those a worker holds unacked)."""
     with app.connection_for_read() as connection:
+        # One try: by default the channel would retry connecting ~100 times, stalling the
+        # caller (the relay) for minutes on a broker outage just to read a metric.
+        connection.ensure_connection(max_retries=1, interval_start=0)
         # The stubs type the channel as the abstract StdChannel; every transport's has it.
         channel: Any = connection.default_channel
         try:
