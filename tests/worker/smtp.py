@@ -30,6 +30,7 @@ class RecordingHandler:
         self.refuse_next = 0
         self.stall = False
         self.stalled = threading.Event()
+        self.abandoned = threading.Event()
         self.release = threading.Event()
 
     def reset(self) -> None:
@@ -39,6 +40,7 @@ class RecordingHandler:
             self.refuse_next = 0
             self.stall = False
             self.stalled.clear()
+            self.abandoned.clear()
             self.release.clear()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -53,8 +55,12 @@ class RecordingHandler:
             self.stalled.set()
             # Cancelled here if the client goes away: then nothing was accepted. A polled
             # threading.Event, because the test sets it from another thread.
-            while not self.release.is_set():  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
+            try:
+                while not self.release.is_set():  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            except asyncio.CancelledError:
+                self.abandoned.set()
+                raise
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         with self._lock:

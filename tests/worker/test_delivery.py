@@ -116,10 +116,15 @@ async def test_worker_killed_while_sending_sends_exactly_one_email_after_restart
 
     await eventually(mid_send, 20, "the worker is in the middle of DATA")
     worker.kill9()
-    # The connection died before the server answered DATA: nothing was accepted.
+
+    async def server_saw_client_go() -> bool:
+        return smtp_server.handler.abandoned.is_set()
+
+    # The connection died before the server answered DATA: nothing was accepted. (The
+    # stall is never released: releasing it could race the server noticing the dead
+    # client, and accept the message, which is the other window, not this test's.)
+    await eventually(server_saw_client_go, 10, "the SMTP server noticed the dead client")
     smtp_server.handler.stall = False
-    smtp_server.handler.release.set()
-    await asyncio.sleep(0.5)
     assert smtp_server.handler.accepted() == []
 
     processes.worker()
