@@ -119,7 +119,7 @@ def migrated_postgres(postgres_server: DatabaseEndpoint) -> DatabaseEndpoint:
     return postgres_server
 
 
-TABLES = "users, products, orders, order_items, idempotency_keys"
+TABLES = "users, products, orders, order_items, idempotency_keys, outbox, email_deliveries"
 
 
 @pytest.fixture

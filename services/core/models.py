@@ -1,4 +1,5 @@
-"""The shop's tables: users, products, orders with their items, idempotency keys.
+"""The shop's tables: users, products, orders with their items, idempotency keys; and the
+worker's: the outbox and the email delivery claims.
 
 Relationships are ``lazy="raise"``: a forgotten eager load is a loud error in tests, not
 an N+1 query storm in production. Load collections with ``selectinload``.
@@ -21,7 +22,9 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Deterministic constraint names, so Alembic migrations can name what they drop.
@@ -149,4 +152,56 @@ class IdempotencyKey(Base):
     )
     response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OutboxMessage(Base):
+    """Work for the worker, written in the same transaction as the change that causes it.
+
+    A row goes created → published (the relay handed it to the broker) → done (its task
+    finished) or dead (its task gave up: a dead letter, which an operator can retry).
+    An insert notifies ``OUTBOX_CHANNEL`` at commit (a trigger, see migration 0002), which
+    wakes the relay.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # The relay's scan: the oldest unpublished rows.
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        # The republish sweep: published rows whose task has not finished yet.
+        Index(
+            "ix_outbox_in_flight",
+            "published_at",
+            postgresql_where=text("done_at IS NULL AND dead_at IS NULL"),
+        ),
+        Index("ix_outbox_dead", "id", postgresql_where=text("dead_at IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, object]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    publish_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class EmailDelivery(Base):
+    """The idempotency guard of one email, keyed by its Message-ID.
+
+    An attempt claims the row with a lease (``claimed_by``, ``lease_until``) before it
+    talks to SMTP and sets ``sent_at`` once the server accepted the message. Nobody sends
+    while another attempt's lease runs, and nobody sends after ``sent_at`` is set.
+    """
+
+    __tablename__ = "email_deliveries"
+
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

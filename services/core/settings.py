@@ -2,8 +2,8 @@
 
 Everything configurable comes from environment variables with the ``STAMPEDE_`` prefix;
 nested groups use ``__`` (``STAMPEDE_DB__POOL_SIZE=10``). Nothing else in the code base
-reads ``os.environ``. Secrets (the database URL carries the password) have no default
-outside the ``dev`` profile.
+reads ``os.environ``. Secrets (the database and broker URLs carry passwords) have no
+default outside the ``dev`` profile.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_DATABASE_URL = "postgresql+asyncpg://stampede:stampede@127.0.0.1:56432/stampede"
 DEV_MIGRATION_URL = "postgresql+asyncpg://stampede:stampede@127.0.0.1:55432/stampede"
 DEV_CACHE_REDIS_URL = "redis://127.0.0.1:56379/0"
+DEV_BROKER_URL = "redis://127.0.0.1:56380/0"
+DEV_SMTP_HOST = "127.0.0.1"
+DEV_SMTP_PORT = 56025
 
 
 class DatabaseSettings(BaseModel):
@@ -46,6 +49,72 @@ class RedisSettings(BaseModel):
     socket_timeout_s: float = Field(0.05, gt=0)
     connect_timeout_s: float = Field(0.1, gt=0)
     max_connections: int = Field(64, ge=1)
+
+
+class BrokerSettings(BaseModel):
+    """The Celery broker: its own Redis (``noeviction``, AOF), never the LRU cache."""
+
+    url: SecretStr | None = None
+    # Redis has no broker-side ack deadline: a message a worker took but never acked is
+    # handed out again after this long. It must outlast the longest a worker may hold a
+    # message (hard time limit, plus the countdown of a retry, which waits unacked in the
+    # worker), or a live task is delivered twice. Checked in Settings below.
+    visibility_timeout_s: int = Field(3600, ge=1)
+    # How often a worker looks for messages that a dead worker took and never acked.
+    restore_interval_s: int = Field(10, ge=1)
+    connect_timeout_s: float = Field(2.0, gt=0)
+
+
+class WorkerSettings(BaseModel):
+    """The Celery worker that sends order confirmations."""
+
+    concurrency: int = Field(2, ge=1, le=64)
+    soft_time_limit_s: int = Field(30, ge=1)
+    time_limit_s: int = Field(45, ge=1)
+    max_retries: int = Field(8, ge=0)
+    # Exponential backoff with full jitter: a random delay in [0, base * 2**retries],
+    # capped at the max. Whole seconds: Celery's backoff works in integers.
+    retry_backoff_s: int = Field(2, ge=1)
+    retry_backoff_max_s: int = Field(300, ge=1)
+    # An attempt to send an email holds a lease on it; a redelivered task waits for the
+    # lease to expire before it tries again. Longer than the hard time limit, so a live
+    # attempt is never overtaken.
+    claim_lease_s: int = Field(60, ge=1)
+    pool_size: int = Field(2, ge=1, le=50)
+
+
+class RelaySettings(BaseModel):
+    """The outbox relay, which moves committed outbox rows to the broker."""
+
+    batch_size: int = Field(100, ge=1, le=10_000)
+    # Fallback when no NOTIFY arrives (no listen_url, or a missed notification).
+    poll_interval_s: float = Field(1.0, gt=0)
+    # LISTEN needs a session of its own, which PgBouncer's transaction mode cannot give:
+    # a direct Postgres URL. Without it the relay only polls.
+    listen_url: SecretStr | None = None
+    # A published row whose task has neither finished nor given up after this long is
+    # published again: it covers a message the broker lost (AOF fsyncs once a second) or
+    # a task killed by its hard time limit. The idempotent task makes this harmless.
+    republish_after_s: int = Field(6 * 3600, ge=1)
+    # The relay's /metrics (a single process: no multiprocess mode needed). Off if None.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_addr: str = "127.0.0.1"
+
+
+class SmtpSettings(BaseModel):
+    """The mail server the worker sends through."""
+
+    host: str | None = None
+    port: int = Field(587, ge=1, le=65535)
+    # "tls": implicit TLS (port 465); "starttls": upgrade a plain connection (587).
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_s: float = Field(10.0, gt=0)
+    sender: str = "Stampede Shop <orders@stampede.dev>"
+    # Right-hand side of the Message-IDs, which are derived from the order so that a
+    # duplicate is recognisable (and mergeable by mail clients).
+    message_id_domain: str = "stampede.dev"
 
 
 class ApiSettings(BaseModel):
@@ -104,6 +173,10 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
+    broker: BrokerSettings = BrokerSettings()
+    worker: WorkerSettings = WorkerSettings()
+    relay: RelaySettings = RelaySettings()
+    smtp: SmtpSettings = SmtpSettings()
 
     @model_validator(mode="after")
     def _secrets_present(self) -> Settings:
@@ -119,6 +192,7 @@ class Settings(BaseSettings):
             )
             object.__setattr__(self, "db", db)
             object.__setattr__(self, "redis", redis)
+            self._apply_dev_worker_defaults()
         missing = [
             name
             for name, value in (
@@ -129,7 +203,44 @@ class Settings(BaseSettings):
         ]
         if missing:
             raise ValueError(f"required outside the dev profile: {', '.join(missing)}")
+        self._check_worker_timings()
         return self
+
+    def _apply_dev_worker_defaults(self) -> None:
+        broker = self.broker.model_copy(
+            update={"url": self.broker.url or SecretStr(DEV_BROKER_URL)}
+        )
+        relay = self.relay.model_copy(
+            update={"listen_url": self.relay.listen_url or SecretStr(DEV_MIGRATION_URL)}
+        )
+        smtp = self.smtp
+        if smtp.host is None:
+            smtp = smtp.model_copy(
+                update={"host": DEV_SMTP_HOST, "port": DEV_SMTP_PORT, "security": "none"}
+            )
+        object.__setattr__(self, "broker", broker)
+        object.__setattr__(self, "relay", relay)
+        object.__setattr__(self, "smtp", smtp)
+
+    def _check_worker_timings(self) -> None:
+        """The orderings that keep a live task from being delivered or sent twice."""
+        worker, broker = self.worker, self.broker
+        rules = [
+            (worker.soft_time_limit_s < worker.time_limit_s, "soft_time_limit_s < time_limit_s"),
+            (self.smtp.timeout_s < worker.soft_time_limit_s, "smtp timeout < soft_time_limit_s"),
+            (worker.time_limit_s < worker.claim_lease_s, "time_limit_s < claim_lease_s"),
+            (
+                worker.time_limit_s + worker.retry_backoff_max_s < broker.visibility_timeout_s,
+                "time_limit_s + retry_backoff_max_s < broker visibility_timeout_s",
+            ),
+            (
+                broker.visibility_timeout_s < self.relay.republish_after_s,
+                "broker visibility_timeout_s < relay republish_after_s",
+            ),
+        ]
+        broken = [rule for holds, rule in rules if not holds]
+        if broken:
+            raise ValueError(f"worker timings must satisfy: {'; '.join(broken)}")
 
     @property
     def database_url(self) -> str:
@@ -146,3 +257,18 @@ class Settings(BaseSettings):
     def cache_redis_url(self) -> str:
         assert self.redis.cache_url is not None
         return self.redis.cache_url.get_secret_value()
+
+    # The api never talks to the broker or to SMTP, so these are required only by the
+    # processes that do: the worker and the relay read them at start-up and fail fast.
+
+    @property
+    def broker_url(self) -> str:
+        if self.broker.url is None:
+            raise ValueError("STAMPEDE_BROKER__URL is required outside the dev profile")
+        return self.broker.url.get_secret_value()
+
+    @property
+    def smtp_host(self) -> str:
+        if self.smtp.host is None:
+            raise ValueError("STAMPEDE_SMTP__HOST is required outside the dev profile")
+        return self.smtp.host

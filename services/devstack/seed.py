@@ -38,7 +38,15 @@ BATCH = 10_000
 CATEGORIES = 20
 STOCK = 1_000_000
 HISTORY = timedelta(days=90)
-TABLES = ("users", "products", "orders", "order_items", "idempotency_keys")
+TABLES = (
+    "users",
+    "products",
+    "orders",
+    "order_items",
+    "idempotency_keys",
+    "outbox",
+    "email_deliveries",
+)
 FIRST = "Ada Alan Amara Ben Carla Chen Dana Elif Emil Farah Grace Hugo Ines Ivan Jonas Kai "
 FIRST += "Lena Liam Maya Mateo Nadia Noah Olga Omar Priya Rosa Sam Sofia Tariq Yuki Zoe"
 LAST = "Adler Baker Costa Dubois Eriksen Fischer Garcia Haddad Ito Jensen Kowalski Lopez "

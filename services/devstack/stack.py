@@ -1,4 +1,5 @@
-"""The local stack: Postgres, PgBouncer, cache Redis and the API under supervisord.
+"""The local stack under supervisord: Postgres, PgBouncer, cache Redis, broker Redis, an
+SMTP sink, the API, the Celery worker and the outbox relay.
 
 Everything lives in ``<repo>/.stack/``; the data directory survives ``down``/``up``. The
 ports are fixed so that the ``dev`` settings profile (services/core/settings.py) finds
@@ -7,6 +8,7 @@ every server without configuration.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from services.devstack.host import untraversable_ancestors
+from services.devstack.mailsink import MailSink
 from services.devstack.monitoring import (
     PgBouncerExporter,
     PostgresExporter,
@@ -43,15 +46,26 @@ STACK_DIR = REPO / ".stack"
 POSTGRES_PORT = 55432
 PGBOUNCER_PORT = 56432
 CACHE_REDIS_PORT = 56379
+BROKER_REDIS_PORT = 56380
+SMTP_PORT = 56025
+MAIL_WEB_PORT = 8025
 API_PORT = 8000
 API_METRICS_PORT = 59100
 PROMETHEUS_PORT = 9090
 # The exporters' usual ports plus 50000, so system-wide exporters can keep theirs.
-EXPORTER_PORTS = {"redis-cache": 59121, "postgres": 59187, "pgbouncer": 59127}
+EXPORTER_PORTS = {
+    "redis-cache": 59121,
+    "redis-broker": 59122,
+    "postgres": 59187,
+    "pgbouncer": 59127,
+}
 PORTS = {
     "postgres": POSTGRES_PORT,
     "pgbouncer": PGBOUNCER_PORT,
     "redis-cache": CACHE_REDIS_PORT,
+    "redis-broker": BROKER_REDIS_PORT,
+    "mail-sink (SMTP)": SMTP_PORT,
+    "mail-sink (web)": MAIL_WEB_PORT,
     "api": API_PORT,
     "api-metrics": API_METRICS_PORT,
     "prometheus": PROMETHEUS_PORT,
@@ -63,6 +77,9 @@ ALERT_RULES = REPO / "charts" / "stampede" / "files" / "alerts.rules.yaml"
 APP_USER = APP_PASSWORD = APP_DB = "stampede"  # noqa: S105
 API_URL = f"http://{LOCALHOST}:{API_PORT}"
 CACHE_REDIS_URL = f"redis://{LOCALHOST}:{CACHE_REDIS_PORT}/0"
+BROKER_URL = f"redis://{LOCALHOST}:{BROKER_REDIS_PORT}/0"
+MAIL_DIR = STACK_DIR / "mail"
+MAIL_URL = f"http://{LOCALHOST}:{MAIL_WEB_PORT}/"
 DEV_ENV = {"STAMPEDE_PROFILE": "dev"}
 
 API_COMMAND = [
@@ -77,6 +94,16 @@ API_ENV = {
     "STAMPEDE_METRICS__BIND": f"{LOCALHOST}:{API_METRICS_PORT}",
     "STAMPEDE_METRICS__MULTIPROC_DIR": str(STACK_DIR / "api-metrics"),
 }
+# The worker: prefork children (concurrency from the settings), each holding one message
+# at a time (-O fair, prefetch 1). No gossip/mingle: they only chat between workers.
+WORKER_COMMAND = [
+    str(VENV_BIN / "celery"),
+    *("-A", "services.worker.app", "worker"),
+    *("--pool=prefork", "-O", "fair", "--without-gossip", "--without-mingle"),
+    "--loglevel=INFO",
+]
+RELAY_COMMAND = [sys.executable, "-m", "services.worker.relay"]
+WORKER_PROGRAMS = ("worker", "relay")
 MIGRATE_COMMAND = [sys.executable, "-m", "services.migrations", "upgrade"]
 SEED_COMMAND = [sys.executable, "-m", "services.devstack.seed", "--if-empty"]
 
@@ -112,7 +139,11 @@ def servers() -> list[Server]:
     cache_redis = RedisServer(
         workdir=STACK_DIR / "redis-cache", port=CACHE_REDIS_PORT, role="cache"
     )
-    return [postgres(), pgbouncer, cache_redis, *monitoring()]
+    broker_redis = RedisServer(
+        workdir=STACK_DIR / "redis-broker", port=BROKER_REDIS_PORT, role="broker"
+    )
+    mail_sink = MailSink(mail_dir=MAIL_DIR, smtp_port=SMTP_PORT, http_port=MAIL_WEB_PORT)
+    return [postgres(), pgbouncer, cache_redis, broker_redis, mail_sink, *monitoring()]
 
 
 def monitoring() -> list[Server]:
@@ -121,6 +152,9 @@ def monitoring() -> list[Server]:
     exporters: list[RedisExporter | PostgresExporter | PgBouncerExporter] = [
         RedisExporter(
             STACK_DIR / "exporters", EXPORTER_PORTS["redis-cache"], CACHE_REDIS_PORT, "cache"
+        ),
+        RedisExporter(
+            STACK_DIR / "exporters", EXPORTER_PORTS["redis-broker"], BROKER_REDIS_PORT, "broker"
         ),
         PostgresExporter(
             STACK_DIR / "exporters", EXPORTER_PORTS["postgres"], postgres_dsn(POSTGRES_PORT)
@@ -156,7 +190,19 @@ def programs() -> list[Program]:
         priority=50,
         environment=API_ENV,
     )
-    return [*backing, api]
+    # The worker and the relay need the schema too; `up` starts them after migrations.
+    worker, relay = (
+        Program(
+            name=name,
+            command=command,
+            directory=REPO,
+            autostart=False,
+            priority=60,
+            environment=DEV_ENV,
+        )
+        for name, command in (("worker", WORKER_COMMAND), ("relay", RELAY_COMMAND))
+    )
+    return [*backing, api, worker, relay]
 
 
 def up() -> None:
@@ -190,7 +236,11 @@ def up() -> None:
     _run_step("migrations", MIGRATE_COMMAND)
     _run_step("seed", SEED_COMMAND)
     supervisor.ensure_started("api")
+    for name in WORKER_PROGRAMS:
+        supervisor.ensure_started(name)
     _wait_for("api", _api_ready, timeout=90)
+    for name in WORKER_PROGRAMS:
+        _wait_for(name, functools.partial(_running, name), timeout=60)
     _print_urls()
 
 
@@ -233,6 +283,13 @@ def _run_step(name: str, command: list[str]) -> None:
         raise StackError(f"{name} failed (exit code {result.returncode}); see the output above")
 
 
+def _running(name: str) -> bool:
+    state = supervisor.process_state(name)
+    if state in {"FATAL", "EXITED", "BACKOFF"}:
+        raise StackError(f"the {name} exited:\n{tail(supervisor.log_path(name))}")
+    return state == "RUNNING"
+
+
 def _api_ready() -> bool:
     if supervisor.process_state("api") in {"FATAL", "EXITED", "STOPPED"}:
         raise StackError(f"the api exited:\n{tail(supervisor.log_path('api'))}")
@@ -261,6 +318,9 @@ def _print_urls() -> None:
         ("Postgres", f"{postgres_dsn(POSTGRES_PORT)}  (direct: migrations, psql)"),
         ("PgBouncer", f"{postgres_dsn(PGBOUNCER_PORT)}  (transaction pooling: the API)"),
         ("Redis cache", CACHE_REDIS_URL),
+        ("Broker", f"{BROKER_URL}  (Celery; worker + outbox relay running)"),
+        ("Mail", f"{MAIL_URL}  (every email the worker sends; SMTP {LOCALHOST}:{SMTP_PORT})"),
+        ("Mail files", f"{MAIL_DIR}/*.eml"),
         ("Prometheus", f"http://{LOCALHOST}:{PROMETHEUS_PORT}"),
         ("API metrics", f"http://{LOCALHOST}:{API_METRICS_PORT}/metrics"),
         ("Logs", str(supervisor.log_dir)),

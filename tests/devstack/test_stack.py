@@ -4,7 +4,14 @@ import configparser
 import time
 from pathlib import Path
 
-from services.core.settings import DEV_CACHE_REDIS_URL, DEV_DATABASE_URL, DEV_MIGRATION_URL
+from services.core.settings import (
+    DEV_BROKER_URL,
+    DEV_CACHE_REDIS_URL,
+    DEV_DATABASE_URL,
+    DEV_MIGRATION_URL,
+    DEV_SMTP_PORT,
+    Settings,
+)
 from services.devstack import stack
 from services.devstack.servers import RedisServer, free_port, port_is_free
 from services.devstack.supervision import Program, Supervisor
@@ -14,6 +21,11 @@ def test_the_dev_profile_points_at_the_stack() -> None:
     assert stack.postgres_dsn(stack.PGBOUNCER_PORT) == DEV_DATABASE_URL.replace("+asyncpg", "")
     assert stack.postgres_dsn(stack.POSTGRES_PORT) == DEV_MIGRATION_URL.replace("+asyncpg", "")
     assert stack.CACHE_REDIS_URL == DEV_CACHE_REDIS_URL
+    assert stack.BROKER_URL == DEV_BROKER_URL
+    assert stack.SMTP_PORT == DEV_SMTP_PORT
+    dev = Settings(profile="dev")
+    assert dev.broker_url == DEV_BROKER_URL != dev.cache_redis_url
+    assert (dev.smtp_host, dev.smtp.port, dev.smtp.security) == ("127.0.0.1", DEV_SMTP_PORT, "none")
 
 
 def test_supervisord_config(tmp_path: Path) -> None:
@@ -25,7 +37,15 @@ def test_supervisord_config(tmp_path: Path) -> None:
     assert config["program:postgres"]["stopsignal"] == "INT"
     assert config["program:api"]["autostart"] == "false"
     assert 'STAMPEDE_PROFILE="dev"' in config["program:api"]["environment"]
-    for name in ("postgres", "pgbouncer", "redis-cache", "api"):
+    assert (
+        "--maxmemory-policy noeviction --appendonly yes"
+        in config["program:redis-broker"]["command"]
+    )
+    for name in ("worker", "relay"):
+        assert config[f"program:{name}"]["autostart"] == "false"
+        assert 'STAMPEDE_PROFILE="dev"' in config[f"program:{name}"]["environment"]
+    assert "services.worker.app worker" in config["program:worker"]["command"]
+    for name in ("postgres", "pgbouncer", "redis-cache", "redis-broker", "mail-sink", "api"):
         section = config[f"program:{name}"]
         assert section["stopasgroup"] == section["killasgroup"] == "true"
         assert section["stdout_logfile"] == str(tmp_path / "logs" / f"{name}.log")

@@ -1,4 +1,5 @@
-"""Orders: placement (stock and idempotency, all or nothing) and eager-loaded reads."""
+"""Orders: placement (stock and idempotency, all or nothing, confirmation enqueued through
+the outbox in the same transaction) and eager-loaded reads."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from services.core.models import (
     Product,
     User,
 )
+from services.core.outbox import SEND_ORDER_CONFIRMATION, enqueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +92,12 @@ async def record_idempotent_response(
 
 
 async def place_order(session: AsyncSession, *, user_id: int, lines: Sequence[OrderLine]) -> Order:
-    """Create an order, decrementing stock atomically. Raises before writing anything
-    that the caller's rollback would not undo."""
+    """Create an order, decrementing stock atomically, and enqueue its confirmation email.
+
+    Raises before writing anything that the caller's rollback would not undo. The email
+    is an outbox row in this same transaction: it is sent if and only if the order
+    commits, never from the request itself (no background task, no broker call here).
+    """
     if await session.scalar(select(User.id).where(User.id == user_id)) is None:
         raise UnknownReference(f"User {user_id} does not exist.", field="user_id")
 
@@ -150,6 +156,8 @@ async def place_order(session: AsyncSession, *, user_id: int, lines: Sequence[Or
         items=items,
     )
     session.add(order)
+    await session.flush()
+    enqueue(session, SEND_ORDER_CONFIRMATION, {"order_id": order.id})
     await session.flush()
     return order
 

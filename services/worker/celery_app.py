@@ -1,0 +1,66 @@
+"""The Celery application, configured from Settings (the worker and the relay share it).
+
+Reliability choices (DESIGN.md §5):
+
+* ``task_acks_late``: a message is acked when its task ends, not when it starts, so a
+  worker that dies mid-task leaves it to be delivered again;
+* ``task_reject_on_worker_lost``: a child killed by a signal or the OOM killer requeues
+  its message instead of acking it as failed;
+* prefetch 1 (``worker_prefetch_multiplier=1`` and the fair scheduler, the default): a
+  worker holds only the message it runs, so a crash strands no queue of others;
+* ``visibility_timeout`` (Redis has no broker-side ack deadline) above the longest a
+  message may stay unacked; checked against the time limits in Settings;
+* task events on, for Flower/exporters.
+
+Creating the app opens no connection; kombu connects on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from services.core.settings import Settings
+from services.worker.tasks import register_tasks
+
+QUEUE = "stampede"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    broker = settings.broker
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": {
+            "visibility_timeout": broker.visibility_timeout_s,
+            # kombu scans for abandoned messages every interval x throttle seconds.
+            "unacked_restore_interval": broker.restore_interval_s,
+            "unacked_restore_throttle": 1,
+            "socket_connect_timeout": broker.connect_timeout_s,
+            "socket_timeout": max(broker.connect_timeout_s, 5.0),
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": broker.connect_timeout_s,
+        # A task running when the broker connection drops is delivered again later (it
+        # was never acked); cancel it rather than run it twice at once.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_concurrency": settings.worker.concurrency,
+        "task_default_queue": QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("stampede", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    register_tasks(app, settings)
+    return app

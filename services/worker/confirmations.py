@@ -1,0 +1,206 @@
+"""Send an order's confirmation email at most once per successful SMTP hand-off.
+
+Delivery to the task is at least once (outbox + acks_late + redelivery), so the task
+itself must make repeats harmless. It claims the email in Postgres before talking to
+SMTP, and records success right after:
+
+1. claim (one transaction): insert or take over the ``email_deliveries`` row with a
+   lease, unless the email was already sent (→ nothing to do) or another attempt's lease
+   still runs (→ retry when it ends);
+2. send over SMTP with a Message-ID derived from the order;
+3. record (one transaction): ``sent_at``, the order's ``confirmation_status = 'sent'``,
+   the outbox row done.
+
+A redelivery after a crash in step 2 finds the lease, waits for it to expire and sends:
+the crashed attempt never got the server's acceptance, so this is the first email. The
+one window left is a crash (or a database outage outlasting the retries below) between
+the server's acceptance in step 2 and the commit of step 3: then the email is sent again
+once the lease expires. SMTP offers no way to close it (no transactional hand-off), so it
+is kept as short as possible and the duplicate carries the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from services.core.models import (
+    ConfirmationStatus,
+    EmailDelivery,
+    Order,
+    OrderItem,
+    Product,
+    User,
+)
+from services.core.settings import Settings
+from services.worker import mail, outbox
+from services.worker.errors import LeaseBusy, OrderVanished
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["sent", "already-sent"]
+
+# Retries of the final bookkeeping: the email is out, so a short database blip here
+# must not become a second email. Seconds to wait before each further try.
+RECORD_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    attempt: int
+
+
+def load(conn: Connection, order_id: int) -> mail.Confirmation:
+    order = conn.execute(
+        select(Order.id, Order.total_cents, Order.created_at, User.email, User.name)
+        .join(User, User.id == Order.user_id)
+        .where(Order.id == order_id)
+    ).one_or_none()
+    if order is None:
+        raise OrderVanished(order_id)
+    lines = conn.execute(
+        select(Product.name, OrderItem.quantity, OrderItem.unit_price_cents)
+        .join(Product, Product.id == OrderItem.product_id)
+        .where(OrderItem.order_id == order_id)
+        .order_by(OrderItem.id)
+    ).all()
+    return mail.Confirmation(
+        order_id=order.id,
+        recipient_email=order.email,
+        recipient_name=order.name,
+        placed_at=order.created_at,
+        total_cents=order.total_cents,
+        lines=tuple(mail.Line(row.name, row.quantity, row.unit_price_cents) for row in lines),
+    )
+
+
+def claim(
+    conn: Connection, *, message_id: str, order_id: int, token: str, lease_s: int
+) -> Claimed | None:
+    """Take the email's lease for ``token``; None if it was already sent.
+
+    Raises ``LeaseBusy`` while another attempt's lease runs. One statement: the row lock
+    of the upsert serialises concurrent attempts, so exactly one of them wins.
+    """
+    lease_until = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s)
+    table = EmailDelivery.__table__
+    won = conn.execute(
+        insert(EmailDelivery)
+        .values(
+            message_id=message_id,
+            order_id=order_id,
+            attempts=1,
+            claimed_by=token,
+            lease_until=lease_until,
+        )
+        .on_conflict_do_update(
+            index_elements=[EmailDelivery.message_id],
+            set_={
+                "attempts": table.c.attempts + 1,
+                "claimed_by": token,
+                "lease_until": lease_until,
+            },
+            where=(table.c.sent_at.is_(None))
+            & (table.c.lease_until.is_(None) | (table.c.lease_until <= func.now())),
+        )
+        .returning(EmailDelivery.attempts)
+    ).scalar_one_or_none()
+    if won is not None:
+        return Claimed(attempt=won)
+    current = conn.execute(
+        select(
+            EmailDelivery.sent_at,
+            func.extract("epoch", EmailDelivery.lease_until - func.now()).label("left"),
+        ).where(EmailDelivery.message_id == message_id)
+    ).one()
+    if current.sent_at is not None:
+        return None
+    raise LeaseBusy(message_id, max(float(current.left or 0), 0.0))
+
+
+def release(conn: Connection, *, message_id: str, token: str) -> None:
+    conn.execute(
+        update(EmailDelivery)
+        .where(EmailDelivery.message_id == message_id, EmailDelivery.claimed_by == token)
+        .values(lease_until=None)
+    )
+
+
+def record_sent(
+    conn: Connection, *, message_id: str, order_id: int, outbox_id: int, token: str
+) -> None:
+    claimed_by = conn.execute(
+        update(EmailDelivery)
+        .where(EmailDelivery.message_id == message_id)
+        .values(sent_at=func.coalesce(EmailDelivery.sent_at, func.now()), lease_until=None)
+        .returning(EmailDelivery.claimed_by)
+    ).scalar_one()
+    if claimed_by != token:
+        # Our lease expired mid-send (an attempt outlived time_limit < claim_lease?): the
+        # other attempt may send too. Loud, because the settings check should prevent it.
+        log.error("email %s: lease lost to %s while sending", message_id, claimed_by)
+    conn.execute(
+        update(Order)
+        .where(Order.id == order_id)
+        .values(confirmation_status=ConfirmationStatus.SENT)
+    )
+    outbox.mark_done(conn, outbox_id)
+
+
+def send_order_confirmation(
+    engine: Engine, settings: Settings, *, outbox_id: int, order_id: int, token: str
+) -> Outcome:
+    """Send order ``order_id``'s confirmation unless it was sent already.
+
+    ``token`` names this attempt (unique per attempt). Raises ``OrderVanished``,
+    ``LeaseBusy``, SMTP and database errors; the caller decides about retries.
+    """
+    msg_id = mail.message_id(order_id, settings.smtp.message_id_domain)
+    with engine.begin() as conn:
+        confirmation = load(conn, order_id)
+        claimed = claim(
+            conn,
+            message_id=msg_id,
+            order_id=order_id,
+            token=token,
+            lease_s=settings.worker.claim_lease_s,
+        )
+        if claimed is None:
+            # A redelivery or a second publish: make sure the bookkeeping says so too.
+            outbox.mark_done(conn, outbox_id)
+            conn.execute(
+                update(Order)
+                .where(Order.id == order_id)
+                .values(confirmation_status=ConfirmationStatus.SENT)
+            )
+            return "already-sent"
+    message = mail.compose(confirmation, sender=settings.smtp.sender, msg_id=msg_id)
+    try:
+        mail.send(message, settings.smtp, settings.smtp_host)
+    except Exception:
+        # The server did not accept it, so the next attempt need not wait for the lease.
+        # (Best effort: if this fails too, the lease simply runs out.)
+        with contextlib.suppress(SQLAlchemyError), engine.begin() as conn:
+            release(conn, message_id=msg_id, token=token)
+        raise
+    for delay in (*RECORD_RETRY_DELAYS_S, None):
+        try:
+            with engine.begin() as conn:
+                record_sent(
+                    conn, message_id=msg_id, order_id=order_id, outbox_id=outbox_id, token=token
+                )
+            break
+        except OperationalError:
+            if delay is None:
+                raise
+            log.warning("email %s sent; recording it failed, retrying", msg_id, exc_info=True)
+            time.sleep(delay)
+    log.info("email %s sent (attempt %d)", msg_id, claimed.attempt)
+    return "sent"

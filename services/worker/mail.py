@@ -1,0 +1,132 @@
+"""The order confirmation email: composed as text + HTML, sent over SMTP with smtplib.
+
+The Message-ID is derived from the order, never random: if the same confirmation is ever
+sent twice (see ``confirmations`` for the one window where that can happen), both copies
+carry the same id, so a mail client or a support engineer can recognise the duplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+
+from services.core.settings import SmtpSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    product_name: str
+    quantity: int
+    unit_price_cents: int
+
+    @property
+    def amount_cents(self) -> int:
+        return self.quantity * self.unit_price_cents
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """Everything the email says, read from the database in one go."""
+
+    order_id: int
+    recipient_email: str
+    recipient_name: str
+    placed_at: datetime
+    total_cents: int
+    lines: tuple[Line, ...]
+
+
+def message_id(order_id: int, domain: str) -> str:
+    return f"<order-{order_id}.confirmation@{domain}>"
+
+
+def money(cents: int) -> str:
+    return f"{cents // 100:,}.{cents % 100:02d}"
+
+
+def _text(confirmation: Confirmation) -> str:
+    width = max(len(line.product_name) for line in confirmation.lines)
+    rows = [
+        f"  {line.quantity:>4} x {line.product_name:<{width}}  "
+        f"{money(line.unit_price_cents):>10}  {money(line.amount_cents):>12}"
+        for line in confirmation.lines
+    ]
+    return "\n".join(
+        [
+            f"Hello {confirmation.recipient_name},",
+            "",
+            f"thank you for your order #{confirmation.order_id}. You ordered:",
+            "",
+            *rows,
+            "",
+            f"  Total: {money(confirmation.total_cents)}",
+            "",
+            "The Stampede shop",
+            "",
+        ]
+    )
+
+
+def _html(confirmation: Confirmation) -> str:
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{line.quantity}</td><td>{e(line.product_name)}</td>"
+        f'<td align="right">{money(line.unit_price_cents)}</td>'
+        f'<td align="right">{money(line.amount_cents)}</td></tr>'
+        for line in confirmation.lines
+    )
+    return (
+        "<!doctype html><html><body>"
+        f"<p>Hello {e(confirmation.recipient_name)},</p>"
+        f"<p>thank you for your order #{confirmation.order_id}. You ordered:</p>"
+        "<table><thead><tr><th>Qty</th><th>Product</th><th>Unit price</th><th>Amount</th>"
+        f'</tr></thead><tbody>{rows}</tbody><tfoot><tr><th colspan="3">Total</th>'
+        f'<th align="right">{money(confirmation.total_cents)}</th></tr></tfoot></table>'
+        "<p>The Stampede shop</p></body></html>"
+    )
+
+
+def compose(confirmation: Confirmation, *, sender: str, msg_id: str) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = f"Your order #{confirmation.order_id}"
+    message["From"] = sender
+    message["To"] = formataddr((confirmation.recipient_name, confirmation.recipient_email))
+    message["Date"] = format_datetime(confirmation.placed_at)
+    message["Message-ID"] = msg_id
+    message.set_content(_text(confirmation))
+    message.add_alternative(_html(confirmation), subtype="html")
+    return message
+
+
+def send(message: EmailMessage, settings: SmtpSettings, host: str) -> None:
+    """Hand ``message`` to the SMTP server; returns once the server accepted it.
+
+    Raises ``smtplib.SMTPException`` (server refusals; ``smtp_code`` says whether 4xx,
+    transient, or 5xx, permanent) or ``OSError`` (unreachable, timeouts).
+    """
+    context = ssl.create_default_context()
+    smtp: smtplib.SMTP
+    if settings.security == "tls":
+        smtp = smtplib.SMTP_SSL(host, settings.port, timeout=settings.timeout_s, context=context)
+    else:
+        smtp = smtplib.SMTP(host, settings.port, timeout=settings.timeout_s)
+    try:
+        if settings.security == "starttls":
+            smtp.starttls(context=context)
+        if settings.username is not None and settings.password is not None:
+            smtp.login(settings.username, settings.password.get_secret_value())
+        smtp.send_message(message)
+    except BaseException:
+        smtp.close()
+        raise
+    # Accepted: from here on nothing may fail the send, or it would be sent again. So no
+    # ``with smtp:``, whose QUIT raises on an odd reply or a timeout.
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        smtp.quit()
+    smtp.close()

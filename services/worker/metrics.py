@@ -1,0 +1,80 @@
+"""Prometheus metrics of the worker and the relay, and the hooks that feed them.
+
+Defined here so the observability work only has to expose them: the worker's prefork
+children each hold their own values, so serving them needs prometheus_client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), which that work sets up together with
+the api's. The relay is a single process and can serve them directly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery, signals
+from kombu.exceptions import ChannelError
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.worker.outbox import Backlog
+
+TASKS = Counter("stampede_worker_tasks_total", "Task executions by outcome.", ["task", "state"])
+TASK_RUNTIME = Histogram(
+    "stampede_worker_task_runtime_seconds",
+    "Task run time, retries and failures included.",
+    ["task"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+QUEUE_LENGTH = Gauge("stampede_worker_queue_length", "Messages waiting in the broker.", ["queue"])
+OUTBOX_BACKLOG = Gauge("stampede_outbox_unpublished", "Outbox rows not yet published.")
+OUTBOX_OLDEST_AGE = Gauge(
+    "stampede_outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished row."
+)
+OUTBOX_PUBLISHED = Counter("stampede_outbox_published_total", "Outbox rows published.")
+OUTBOX_REPUBLISHED = Counter(
+    "stampede_outbox_republished_total", "Published rows handed back to the relay by the sweep."
+)
+
+_started: dict[str, float] = {}
+
+
+def _task_name(sender: Any) -> str:
+    return str(getattr(sender, "name", sender))
+
+
+def _on_prerun(task_id: str, **_: Any) -> None:
+    _started[task_id] = time.perf_counter()
+
+
+def _on_postrun(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
+    started = _started.pop(task_id, None)
+    if started is not None:
+        TASK_RUNTIME.labels(_task_name(task)).observe(time.perf_counter() - started)
+    TASKS.labels(_task_name(task), (state or "unknown").lower()).inc()
+
+
+def install_task_hooks() -> None:
+    """Count every task run by final state (success, retry, failure) and time it."""
+    signals.task_prerun.connect(_on_prerun, weak=False)
+    signals.task_postrun.connect(_on_postrun, weak=False)
+
+
+def observe_backlog(backlog: Backlog) -> None:
+    OUTBOX_BACKLOG.set(backlog.unpublished)
+    OUTBOX_OLDEST_AGE.set(backlog.oldest_age_s)
+
+
+def queue_length(app: Celery, queue: str) -> int:
+    """Messages waiting in ``queue`` (excludes those a worker holds unacked)."""
+    with app.connection_for_read() as connection:
+        # One try: by default the channel would retry connecting ~100 times, stalling the
+        # caller (the relay) for minutes on a broker outage just to read a metric.
+        connection.ensure_connection(max_retries=1, interval_start=0)
+        # The stubs type the channel as the abstract StdChannel; every transport's has it.
+        channel: Any = connection.default_channel
+        try:
+            length = int(channel.queue_declare(queue, passive=True).message_count)
+        except ChannelError:
+            # Redis keeps a queue as a list, which vanishes when empty: "no such queue".
+            length = 0
+    QUEUE_LENGTH.labels(queue).set(length)
+    return length

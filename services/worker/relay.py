@@ -1,0 +1,189 @@
+"""The outbox relay: ``python -m services.worker.relay``.
+
+Moves committed outbox rows to the broker, oldest first, in batches: lock a batch
+(``FOR UPDATE SKIP LOCKED``, so any number of relays can run side by side without
+publishing a row twice), publish each row as a Celery task, mark the published ones, commit.
+A crash between publishing and the commit publishes those rows again later: harmless,
+since the tasks are idempotent, and the price of never losing one.
+
+It sleeps until an outbox insert commits (LISTEN on a direct Postgres connection, since
+PgBouncer's transaction mode cannot hold a LISTEN) and polls every ``poll_interval_s``
+anyway, so a missed notification or a lost LISTEN connection only adds latency. Every few
+seconds it also hands stale published rows back (see ``outbox.republish_stale``) and
+updates the backlog metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import random
+import signal
+import threading
+import time
+from types import FrameType
+
+import psycopg
+from celery import Celery
+from kombu.exceptions import KombuError
+from prometheus_client import start_http_server
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.core.logging import logging_config
+from services.core.outbox import OUTBOX_CHANNEL
+from services.core.settings import Settings
+from services.worker import metrics, outbox
+from services.worker.celery_app import QUEUE, create_celery
+from services.worker.db import create_sync_engine, libpq_dsn
+
+log = logging.getLogger(__name__)
+
+# kombu's own retries of one publish (e.g. a stale pooled connection after a broker
+# restart); beyond that the batch fails and the relay's backoff takes over.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+HOUSEKEEPING_EVERY_S = 5.0
+MAX_BACKOFF_S = 10.0
+BROKER_ERRORS = (KombuError, OSError)
+
+
+class Listener:
+    """Waits for a NOTIFY on the outbox channel, or ``timeout`` at most."""
+
+    def __init__(self, dsn: str | None, stop: threading.Event) -> None:
+        self._dsn = dsn
+        self._stop = stop
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def listen(self) -> None:
+        """Start listening (before the first scan, so no commit slips between)."""
+        if self._dsn is None or (self._conn is not None and not self._conn.closed):
+            return
+        try:
+            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+            self._conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        except psycopg.Error:
+            log.warning("cannot LISTEN for outbox inserts; polling", exc_info=True)
+            self.close()
+
+    def wait(self, timeout: float) -> None:
+        self.listen()
+        if self._conn is None:
+            self._stop.wait(timeout)
+            return
+        try:
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            log.warning("LISTEN connection lost; polling until it is back", exc_info=True)
+            self.close()
+            self._stop.wait(timeout)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class Relay:
+    def __init__(self, engine: Engine, celery: Celery, settings: Settings) -> None:
+        self._engine = engine
+        self._celery = celery
+        self._settings = settings.relay
+        self._last_housekeeping = 0.0
+
+    def publish_batch(self) -> int:
+        """Publish up to one batch; returns how many rows were published.
+
+        Rows published before a broker error are still marked (and committed) before the
+        error propagates, so they are not published a second time.
+        """
+        published: list[int] = []
+        error: Exception | None = None
+        with self._engine.begin() as conn:
+            rows = outbox.lock_unpublished(conn, self._settings.batch_size)
+            if not rows:
+                return 0
+            try:
+                with self._celery.producer_or_acquire() as producer:
+                    for row in rows:
+                        self._celery.send_task(
+                            row.task,
+                            kwargs={**row.payload, "outbox_id": row.id},
+                            producer=producer,
+                            retry=True,
+                            retry_policy=PUBLISH_RETRY,
+                        )
+                        published.append(row.id)
+            except BROKER_ERRORS as broker_error:
+                error = broker_error
+            outbox.mark_published(conn, published)
+        metrics.OUTBOX_PUBLISHED.inc(len(published))
+        if error is not None:
+            raise error
+        return len(published)
+
+    def housekeeping(self) -> None:
+        """Every few seconds: republish stale rows, refresh the backlog metrics."""
+        now = time.monotonic()
+        if now - self._last_housekeeping < HOUSEKEEPING_EVERY_S:
+            return
+        self._last_housekeeping = now
+        with self._engine.begin() as conn:
+            republished = outbox.republish_stale(conn, self._settings.republish_after_s)
+            backlog = outbox.backlog(conn)
+        if republished:
+            log.warning("republishing %d outbox rows whose task never finished", republished)
+            metrics.OUTBOX_REPUBLISHED.inc(republished)
+        metrics.observe_backlog(backlog)
+        try:
+            metrics.queue_length(self._celery, QUEUE)
+        except BROKER_ERRORS:
+            log.warning("cannot read the queue length", exc_info=True)
+
+    def run(self, listener: Listener, stop: threading.Event) -> None:
+        listener.listen()
+        failures = 0
+        while not stop.is_set():
+            try:
+                published = self.publish_batch()
+                self.housekeeping()
+            except (SQLAlchemyError, *BROKER_ERRORS):
+                failures += 1
+                delay = random.uniform(0, min(MAX_BACKOFF_S, 0.25 * 2**failures))
+                log.warning("relay cycle failed; again in %.1fs", delay, exc_info=True)
+                stop.wait(delay)
+                continue
+            failures = 0
+            if published < self._settings.batch_size:
+                listener.wait(self._settings.poll_interval_s)
+
+
+def main() -> None:
+    settings = Settings()
+    logging.config.dictConfig(logging_config(settings.log.level, settings.log.json_format))
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if settings.relay.metrics_port is not None:
+        start_http_server(settings.relay.metrics_port, addr=settings.relay.metrics_addr)
+    engine = create_sync_engine(settings.database_url, settings.db, pool_size=1)
+    celery = create_celery(settings)
+    listen_url = settings.relay.listen_url
+    listener = Listener(libpq_dsn(listen_url.get_secret_value()) if listen_url else None, stop)
+    log.info("relay started", extra={"listen": listen_url is not None})
+    try:
+        Relay(engine, celery, settings).run(listener, stop)
+    finally:
+        listener.close()
+        engine.dispose()
+        celery.close()
+    log.info("relay stopped")
+
+
+if __name__ == "__main__":
+    main()

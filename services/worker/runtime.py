@@ -1,0 +1,47 @@
+"""The worker process's resources, opened after fork and closed at exit.
+
+Celery's prefork pool forks its children from the main process: a database pool created
+before the fork would be shared by every child (one socket, many users). So each child
+opens its own in ``worker_process_init`` (wired in ``hooks``) and tasks reach it here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from services.core.settings import Settings
+from services.worker.db import create_sync_engine
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResources:
+    settings: Settings
+    engine: Engine
+
+
+_current: WorkerResources | None = None
+
+
+def open_resources(settings: Settings) -> WorkerResources:
+    global _current
+    close_resources()
+    _current = WorkerResources(
+        settings=settings,
+        engine=create_sync_engine(settings.database_url, settings.db, settings.worker.pool_size),
+    )
+    return _current
+
+
+def close_resources() -> None:
+    global _current
+    if _current is not None:
+        _current.engine.dispose()
+        _current = None
+
+
+def current() -> WorkerResources:
+    if _current is None:
+        raise RuntimeError("worker resources are not open (worker_process_init did not run)")
+    return _current

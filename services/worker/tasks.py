@@ -1,0 +1,100 @@
+"""The Celery tasks: thin wrappers that map outcomes onto Celery's retry machinery.
+
+Retries (exponential backoff with full jitter, capped) are Celery's ``autoretry_for``;
+a task that exhausts them, or fails permanently, is dead-lettered by
+``DeadLetteringTask.on_failure``: its outbox row is parked with the error and the
+order's ``confirmation_status`` becomes ``failed``, until an operator retries it
+(``python -m services.worker.deadletters``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import smtplib
+from typing import Any
+from uuid import uuid4
+
+from billiard.einfo import ExceptionInfo
+from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from services.core.outbox import SEND_ORDER_CONFIRMATION
+from services.core.settings import Settings
+from services.worker import confirmations, outbox, runtime
+from services.worker.errors import LeaseBusy, MailRejected, is_permanent_smtp_error
+
+log = logging.getLogger(__name__)
+
+# Worth another try later: network trouble and timeouts (smtplib's errors are OSErrors;
+# permanent SMTP refusals are turned into MailRejected first), database outages, and an
+# attempt that ran into the soft time limit.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    DBAPIError,
+    PoolTimeout,
+    SoftTimeLimitExceeded,
+)
+
+
+class DeadLetteringTask(Task):  # type: ignore[type-arg]
+    """Parks the outbox row of a task that failed for good (never raises itself)."""
+
+    def on_failure(
+        self,
+        exc: Exception,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: ExceptionInfo,
+    ) -> None:
+        outbox_id, order_id = kwargs.get("outbox_id"), kwargs.get("order_id")
+        log.error(
+            "task %s failed for good, dead-lettered",
+            task_id,
+            extra={"outbox_id": outbox_id, "order_id": order_id, "error": repr(exc)},
+        )
+        if outbox_id is None:
+            return
+        try:
+            with runtime.current().engine.begin() as conn:
+                outbox.mark_dead(conn, outbox_id, order_id, f"{type(exc).__name__}: {exc}")
+        except SQLAlchemyError:
+            # The row stays "published, not done": the relay's sweep publishes it again.
+            log.exception("could not dead-letter outbox row %s", outbox_id)
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    worker = settings.worker
+
+    @app.task(
+        name=SEND_ORDER_CONFIRMATION,
+        bind=True,
+        base=DeadLetteringTask,
+        autoretry_for=TRANSIENT,
+        retry_backoff=worker.retry_backoff_s,
+        retry_backoff_max=worker.retry_backoff_max_s,
+        retry_jitter=True,
+        max_retries=worker.max_retries,
+        soft_time_limit=worker.soft_time_limit_s,
+        time_limit=worker.time_limit_s,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+    )
+    def send_order_confirmation(self: Task, outbox_id: int, order_id: int) -> str:  # type: ignore[type-arg]
+        resources = runtime.current()
+        token = f"{self.request.id}/{uuid4().hex[:12]}"
+        try:
+            return confirmations.send_order_confirmation(
+                resources.engine, settings, outbox_id=outbox_id, order_id=order_id, token=token
+            )
+        except LeaseBusy as busy:
+            # Not a failure: come back when the other attempt's lease has run out.
+            raise self.retry(countdown=busy.retry_in_s + random.uniform(0.1, 1.0)) from None
+        except smtplib.SMTPException as error:
+            if is_permanent_smtp_error(error):
+                raise MailRejected(str(error)) from error
+            raise
