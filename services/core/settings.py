@@ -81,6 +81,12 @@ class WorkerSettings(BaseModel):
     # attempt is never overtaken.
     claim_lease_s: int = Field(60, ge=1)
     pool_size: int = Field(2, ge=1, le=50)
+    # The worker's /metrics, served by its main process for all prefork children
+    # (prometheus_client multiprocess mode, files in metrics_multiproc_dir, emptied at
+    # start). Off if None.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_addr: str = "127.0.0.1"
+    metrics_multiproc_dir: str | None = None
 
 
 class RelaySettings(BaseModel):
@@ -99,6 +105,8 @@ class RelaySettings(BaseModel):
     # The relay's /metrics (a single process: no multiprocess mode needed). Off if None.
     metrics_port: int | None = Field(None, ge=1, le=65535)
     metrics_addr: str = "127.0.0.1"
+    # Touched on every turn of the relay loop; the chart's probes check its age.
+    heartbeat_file: str | None = None
 
 
 class SmtpSettings(BaseModel):

@@ -347,7 +347,9 @@ class RedisServer:
             argv += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "allkeys-lru"]
             argv += ["--appendonly", "no"]
         else:
-            argv += ["--maxmemory-policy", "noeviction", "--appendonly", "yes"]
+            # Bounded too: full, it refuses new tasks instead of growing until killed.
+            argv += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
+            argv += ["--appendonly", "yes"]
         return argv
 
     def is_ready(self) -> bool:

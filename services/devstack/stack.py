@@ -51,6 +51,8 @@ SMTP_PORT = 56025
 MAIL_WEB_PORT = 8025
 API_PORT = 8000
 API_METRICS_PORT = 59100
+WORKER_METRICS_PORT = 59101
+RELAY_METRICS_PORT = 59102
 PROMETHEUS_PORT = 9090
 # The exporters' usual ports plus 50000, so system-wide exporters can keep theirs.
 EXPORTER_PORTS = {
@@ -68,6 +70,8 @@ PORTS = {
     "mail-sink (web)": MAIL_WEB_PORT,
     "api": API_PORT,
     "api-metrics": API_METRICS_PORT,
+    "worker-metrics": WORKER_METRICS_PORT,
+    "relay-metrics": RELAY_METRICS_PORT,
     "prometheus": PROMETHEUS_PORT,
     **{f"{name}-exporter": port for name, port in EXPORTER_PORTS.items()},
 }
@@ -103,6 +107,16 @@ WORKER_COMMAND = [
     "--loglevel=INFO",
 ]
 RELAY_COMMAND = [sys.executable, "-m", "services.worker.relay"]
+WORKER_ENV = {
+    **DEV_ENV,
+    "STAMPEDE_WORKER__METRICS_PORT": str(WORKER_METRICS_PORT),
+    "STAMPEDE_WORKER__METRICS_MULTIPROC_DIR": str(STACK_DIR / "worker-metrics"),
+}
+RELAY_ENV = {
+    **DEV_ENV,
+    "STAMPEDE_RELAY__METRICS_PORT": str(RELAY_METRICS_PORT),
+    "STAMPEDE_RELAY__HEARTBEAT_FILE": str(STACK_DIR / "relay.heartbeat"),
+}
 WORKER_PROGRAMS = ("worker", "relay")
 MIGRATE_COMMAND = [sys.executable, "-m", "services.migrations", "upgrade"]
 SEED_COMMAND = [sys.executable, "-m", "services.devstack.seed", "--if-empty"]
@@ -172,6 +186,8 @@ def monitoring() -> list[Server]:
         port=PROMETHEUS_PORT,
         targets=(
             Target(component="api", port=API_METRICS_PORT),
+            Target(component="worker", port=WORKER_METRICS_PORT),
+            Target(component="relay", port=RELAY_METRICS_PORT),
             *(exporter.target for exporter in exporters),
         ),
         rule_files=(ALERT_RULES,),
@@ -198,9 +214,12 @@ def programs() -> list[Program]:
             directory=REPO,
             autostart=False,
             priority=60,
-            environment=DEV_ENV,
+            environment=environment,
         )
-        for name, command in (("worker", WORKER_COMMAND), ("relay", RELAY_COMMAND))
+        for name, command, environment in (
+            ("worker", WORKER_COMMAND, WORKER_ENV),
+            ("relay", RELAY_COMMAND, RELAY_ENV),
+        )
     )
     return [*backing, api, worker, relay]
 

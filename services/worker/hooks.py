@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging.config
+import os
 from typing import Any
 
 from celery import signals
 
 from services.core.logging import logging_config
+from services.core.metrics import forget_process, serve_metrics
 from services.core.settings import Settings
 from services.worker import metrics, runtime
 
@@ -24,8 +26,15 @@ def install(settings: Settings) -> None:
 
     def close_resources(**_: Any) -> None:
         runtime.close_resources()
+        forget_process(os.getpid())
+
+    def serve_metrics_from_main_process(**_: Any) -> None:
+        port = settings.worker.metrics_port
+        if port is not None:
+            serve_metrics(f"{settings.worker.metrics_addr}:{port}")
 
     signals.setup_logging.connect(setup_logging, weak=False)
     signals.worker_process_init.connect(open_resources, weak=False)
     signals.worker_process_shutdown.connect(close_resources, weak=False)
+    signals.worker_init.connect(serve_metrics_from_main_process, weak=False)
     metrics.install_task_hooks()

@@ -24,6 +24,13 @@ TASK_RUNTIME = Histogram(
     ["task"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+QUEUE_WAIT = Histogram(
+    "stampede_worker_queue_wait_seconds",
+    "From the relay publishing a task to a worker starting it.",
+    ["task"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+RECEIVED = Counter("stampede_worker_tasks_received_total", "Tasks a worker took from the broker.")
 QUEUE_LENGTH = Gauge("stampede_worker_queue_length", "Messages waiting in the broker.", ["queue"])
 OUTBOX_BACKLOG = Gauge("stampede_outbox_unpublished", "Outbox rows not yet published.")
 OUTBOX_OLDEST_AGE = Gauge(
@@ -34,6 +41,8 @@ OUTBOX_REPUBLISHED = Counter(
     "stampede_outbox_republished_total", "Published rows handed back to the relay by the sweep."
 )
 
+PUBLISHED_AT_HEADER = "stampede_published_at"
+
 _started: dict[str, float] = {}
 
 
@@ -41,8 +50,16 @@ def _task_name(sender: Any) -> str:
     return str(getattr(sender, "name", sender))
 
 
-def _on_prerun(task_id: str, **_: Any) -> None:
+def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
     _started[task_id] = time.perf_counter()
+    published_at = task.request.get(PUBLISHED_AT_HEADER)
+    # Only a task's first run: a retry's wait includes its deliberate backoff.
+    if isinstance(published_at, int | float) and not task.request.retries:
+        QUEUE_WAIT.labels(_task_name(task)).observe(max(time.time() - published_at, 0.0))
+
+
+def _on_received(**_: Any) -> None:
+    RECEIVED.inc()
 
 
 def _on_postrun(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
@@ -55,6 +72,7 @@ def _on_postrun(task_id: str, task: Any, state: str | None = None, **_: Any) -> 
 def install_task_hooks() -> None:
     """Count every task run by final state (success, retry, failure) and time it."""
     signals.task_prerun.connect(_on_prerun, weak=False)
+    signals.task_received.connect(_on_received, weak=False)
     signals.task_postrun.connect(_on_postrun, weak=False)
 
 

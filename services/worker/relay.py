@@ -21,6 +21,7 @@ import random
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 import psycopg
@@ -110,6 +111,8 @@ class Relay:
                         self._celery.send_task(
                             row.task,
                             kwargs={**row.payload, "outbox_id": row.id},
+                            # For the queue-wait histogram (services.worker.metrics).
+                            headers={metrics.PUBLISHED_AT_HEADER: time.time()},
                             producer=producer,
                             retry=True,
                             retry_policy=PUBLISH_RETRY,
@@ -141,10 +144,16 @@ class Relay:
         except BROKER_ERRORS:
             log.warning("cannot read the queue length", exc_info=True)
 
+    def _heartbeat(self) -> None:
+        # Proof of life for the liveness probe: the loop turns, whatever else fails.
+        if self._settings.heartbeat_file is not None:
+            Path(self._settings.heartbeat_file).touch()
+
     def run(self, listener: Listener, stop: threading.Event) -> None:
         listener.listen()
         failures = 0
         while not stop.is_set():
+            self._heartbeat()
             try:
                 published = self.publish_batch()
                 self.housekeeping()

@@ -1,4 +1,5 @@
-"""A monitored api: gunicorn, the exporters and a Prometheus, as the local stack runs them."""
+"""A monitored stack: gunicorn, the Celery worker and relay, the exporters and a Prometheus,
+run as the local stack runs them."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ from services.devstack.monitoring import (
     Target,
 )
 from services.devstack.servers import free_port, start
+from services.devstack.stack import RELAY_COMMAND, WORKER_COMMAND
 from tests.conftest import DatabaseEndpoint, RedisEndpoint
 from tests.gunicorn import Gunicorn, run_gunicorn
+from tests.worker.conftest import BrokerRedis
+from tests.worker.processes import Process
+from tests.worker.smtp import SmtpServer
 
 RULES = Path(__file__).resolve().parents[2] / "charts" / "stampede" / "files" / "alerts.rules.yaml"
 
@@ -29,6 +34,7 @@ RULES = Path(__file__).resolve().parents[2] / "charts" / "stampede" / "files" / 
 class Monitored:
     api: Gunicorn
     prometheus_url: str
+    smtp: SmtpServer
 
     def query(self, expr: str) -> list[dict[str, object]]:
         response = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr})
@@ -45,7 +51,9 @@ class Monitored:
         return values
 
 
-@pytest.fixture(scope="session")
+# Module scope: its relay and worker act on the shared test database, so they must be
+# gone before other modules' tests (the worker's own) run.
+@pytest.fixture(scope="module")
 def monitored(
     tmp_path_factory: pytest.TempPathFactory,
     migrated_postgres: DatabaseEndpoint,
@@ -53,8 +61,28 @@ def monitored(
     cache_redis_server: RedisEndpoint,
 ) -> Iterator[Monitored]:
     root = tmp_path_factory.mktemp("monitoring")
+    root.chmod(0o755)
+    broker = BrokerRedis(root / "redis-broker")
+    smtp = SmtpServer(free_port())
+    worker_port, relay_port = free_port(), free_port()
+    worker_env = {
+        "STAMPEDE_PROFILE": "prod",
+        "STAMPEDE_DB__URL": pgbouncer_server.url,
+        "STAMPEDE_REDIS__CACHE_URL": cache_redis_server.url,
+        "STAMPEDE_BROKER__URL": broker.url,
+        "STAMPEDE_SMTP__HOST": smtp.host,
+        "STAMPEDE_SMTP__PORT": str(smtp.port),
+        "STAMPEDE_SMTP__SECURITY": "none",
+        "STAMPEDE_RELAY__LISTEN_URL": migrated_postgres.url,
+        "STAMPEDE_RELAY__POLL_INTERVAL_S": "0.5",
+        "STAMPEDE_RELAY__METRICS_PORT": str(relay_port),
+        "STAMPEDE_RELAY__HEARTBEAT_FILE": str(root / "relay.heartbeat"),
+        "STAMPEDE_WORKER__METRICS_PORT": str(worker_port),
+        "STAMPEDE_WORKER__METRICS_MULTIPROC_DIR": str(root / "worker-metrics"),
+    }
     exporters = [
         RedisExporter(root / "redis-exporter", free_port(), cache_redis_server.port, "cache"),
+        RedisExporter(root / "broker-exporter", free_port(), broker.server.port, "broker"),
         PostgresExporter(root / "postgres-exporter", free_port(), migrated_postgres.dsn),
         PgBouncerExporter(
             root / "pgbouncer-exporter",
@@ -65,6 +93,16 @@ def monitored(
         ),
     ]
     with ExitStack() as stack:
+        broker.start()
+        stack.callback(broker.stop)
+        smtp.start()
+        stack.callback(smtp.stop)
+        worker = Process("worker", [*WORKER_COMMAND, "-n", "obs@%h"], worker_env, root / "w.log")
+        stack.callback(worker.stop)
+        relay = Process("relay", RELAY_COMMAND, worker_env, root / "relay.log")
+        stack.callback(relay.stop)
+        worker.wait_for_output(" ready.", timeout=60)
+        relay.wait_for_output("relay started", timeout=60)
         api = stack.enter_context(
             run_gunicorn(
                 root / "api", database_url=pgbouncer_server.url, cache_url=cache_redis_server.url
@@ -77,14 +115,16 @@ def monitored(
             port=free_port(),
             targets=(
                 Target(component="api", port=api.metrics_port),
+                Target(component="worker", port=worker_port),
+                Target(component="relay", port=relay_port),
                 *(exporter.target for exporter in exporters),
             ),
             rule_files=(RULES,),
             scrape_interval="1s",
         )
         stack.enter_context(start(prometheus)).wait_ready(timeout=30)
-        monitored = Monitored(api=api, prometheus_url=prometheus.url)
-        _wait_for_targets(monitored, expected=1 + len(exporters))
+        monitored = Monitored(api=api, prometheus_url=prometheus.url, smtp=smtp)
+        _wait_for_targets(monitored, expected=3 + len(exporters))
         yield monitored
 
 

@@ -37,7 +37,7 @@ def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_the_expected_dashboards_exist() -> None:
     uids = {load(path)["uid"] for path in DASHBOARDS}
-    assert {"stampede-overview", "stampede-api", "stampede-database"} <= uids
+    assert {"stampede-overview", "stampede-api", "stampede-database", "stampede-worker"} <= uids
     assert len(uids) == len(DASHBOARDS)
 
 

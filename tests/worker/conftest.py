@@ -19,8 +19,8 @@ from services.core.settings import Settings
 from services.devstack.servers import LOCALHOST, RedisServer, RunningProcess, free_port, start
 from services.devstack.stack import RELAY_COMMAND, WORKER_COMMAND
 from services.migrations import runner
-from tests.api.conftest import TABLES, RunningApi, running_api
-from tests.conftest import DatabaseEndpoint, RedisEndpoint
+from tests.api.conftest import RunningApi, running_api
+from tests.conftest import TABLES, DatabaseEndpoint, RedisEndpoint
 from tests.worker.processes import Process
 from tests.worker.smtp import SmtpServer
 

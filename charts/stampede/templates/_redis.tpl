@@ -34,6 +34,8 @@ statefulset.yaml/service.yaml/networkpolicy.yaml/servicemonitor.yaml that includ
 - "no"
 {{- else }}
 # A lost message is a lost job: never evict, log every write.
+- --maxmemory
+- {{ $role.maxmemory | quote }}
 - --maxmemory-policy
 - {{ $role.maxmemoryPolicy | quote }}
 - --appendonly
