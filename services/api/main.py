@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.api.lifespan import lifespan_for
 from services.api.middleware.body_limit import BodySizeLimitMiddleware
 from services.api.middleware.request_context import RequestContextMiddleware
+from services.api.middleware.response_cache import ResponseCacheMiddleware
 from services.api.problems import install_problem_handlers, problem_responses
 from services.api.routes import health, orders, products, users
 from services.core.logging import logging_config
@@ -30,6 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, users, products, orders):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    if settings.cache.enabled:
+        # Outside the body limit: it answers GETs only, before anything reads a body.
+        app.add_middleware(ResponseCacheMiddleware)
     # Outermost last: request id + access log wrap everything else.
     app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.log.access_log)
     return app
