@@ -3,7 +3,9 @@
 The middleware runs before the router, so it matches paths itself against the same
 routes in the same order (the first route whose path matches and which allows GET wins,
 as in Starlette); only routes whose endpoint carries a
-:func:`services.core.cache.cache_policy` are cached.
+:func:`services.core.cache.cache_policy` are cached. It is given the routers' own
+``APIRoute`` objects (``create_app`` passes them): FastAPI's included-router wrappers
+resolve routes lazily through private classes, which we do not want to depend on.
 
 Path parameters are canonicalized by their declared type, so ``/products/042`` and
 ``/products/42`` share a key and, above all, a tag (``product:42``) that invalidation

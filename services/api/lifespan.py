@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypedDict
@@ -12,6 +12,7 @@ from typing import TypedDict
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.routing import BaseRoute
 
 from services.api.cache_routes import ApiCache, RouteTable
 from services.core.cache import CacheCounters, TagInvalidator
@@ -64,7 +65,9 @@ def create_pubsub_redis(settings: Settings) -> Redis:
     )
 
 
-def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
+def lifespan_for(settings: Settings, routes: Sequence[BaseRoute] = ()):  # type: ignore[no-untyped-def]
+    """``routes``: the app's routes in routing order (the response cache's table)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         engine = create_engine(settings.database_url, settings.db)
@@ -122,7 +125,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                     cache_redis=cache_redis,
                     invalidator=invalidator,
                     response_cache=(
-                        ApiCache(tiers=tiers, routes=RouteTable(app.routes, config.namespace))
+                        ApiCache(tiers=tiers, routes=RouteTable(routes, config.namespace))
                         if tiers is not None
                         else None
                     ),

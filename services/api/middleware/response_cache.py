@@ -90,13 +90,11 @@ async def _send_entry(
             use_gzip = entry.gzip_headers is not None and accepts_gzip(value)
         elif name == b"if-none-match":
             if_none_match = value
-    now = time.monotonic()
-    age = entry.age(now)
-    # An entry served stale has no freshness left to promise.
-    max_age = max(0, int(entry.ttl_s - age))
+    # max-age is the freshness lifetime and Age what is used of it (RFC 9111 §4.2.3): a
+    # client subtracts one from the other, and sees a stale-served entry as stale.
     dynamic = [
-        (b"cache-control", f"{visibility}, max-age={max_age}".encode()),
-        (b"age", str(int(age)).encode()),
+        (b"cache-control", f"{visibility}, max-age={int(entry.ttl_s)}".encode()),
+        (b"age", str(int(entry.age(time.monotonic()))).encode()),
         (b"x-cache", x_cache),
     ]
     if if_none_match is not None and etag_matches(if_none_match, entry):
