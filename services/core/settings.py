@@ -71,7 +71,7 @@ class CacheSettings(BaseModel):
     # crashed holder does not block the key for long.
     lock_lease_s: float = Field(5.0, gt=0)
     # How long a request waits for another process's recomputation before doing its own.
-    lock_wait_s: float = Field(2.0, gt=0)
+    lock_wait_s: float = Field(1.0, gt=0)
     compress_min_bytes: int = Field(1024, ge=0)
     # Level 5: most of level 9's ratio on JSON at a fraction of the CPU; done once per store.
     gzip_level: int = Field(5, ge=1, le=9)

@@ -159,8 +159,15 @@ class TieredCache:
         epoch = self.l1.epoch
         found: Lookup | None = await self.l2.read(key, lock_token=token)
         while True:
-            if found is None:  # no L2: compute, keep it in L1 only
-                return await self._compute(key, route, policy, path_params, compute, flight, epoch)
+            if found is None:
+                # No L2 (down, slow, breaker open): compute and keep the result in L1.
+                # The failed read may still have taken the lock: give it back if Redis
+                # answers again (the breaker makes this free while it does not).
+                outcome = await self._compute(
+                    key, route, policy, path_params, compute, flight, epoch
+                )
+                await self.l2.release(key, token)
+                return outcome
             if found.state == "fresh" and found.entry is not None:
                 self.l1.put(key, route, found.entry, epoch=epoch)
                 self.metrics.hit(route, "l2")
@@ -173,13 +180,14 @@ class TieredCache:
                 if not found.locked:
                     self.metrics.stale(route)
                     return stale
-            if found.locked:
+            if found.locked or time.monotonic() >= deadline:
+                # Past the deadline the lock holder is slow or gone (a lock taken by a
+                # read that then timed out): compute and store anyway, so the key does
+                # not stay uncached until the lease ends. ``found.now_us`` predates our
+                # database reads, so an invalidation since still refuses the store.
                 return await self._compute(
                     key, route, policy, path_params, compute, flight, epoch, found.now_us, token
                 )
-            if time.monotonic() >= deadline:
-                # The lock holder is slow or gone: answer rather than wait any longer.
-                return await self._compute(key, route, policy, path_params, compute, flight, epoch)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
             epoch = self.l1.epoch
@@ -212,6 +220,9 @@ class TieredCache:
         stored = True
         if t0_us is not None:
             stored = await self.l2.store(key, entry, t0_us=t0_us, lock_token=token)
+            if not stored and token is not None:
+                # Refused (the script released the lock) or failed (it may not have).
+                await self.l2.release(key, token)
         if stored:
             self.l1.put(key, route, entry, epoch=epoch)
         flight.resolve(Outcome("hit", entry))
