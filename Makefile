@@ -7,7 +7,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 DEV := STAMPEDE_PROFILE=dev
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status test lint fmt typecheck migrate seed
+.PHONY: help deps up down status test lint fmt typecheck migrate seed bench
 
 help:
 	@echo "make deps       install Postgres, PgBouncer, Redis, uv (if missing) and the venv"
@@ -20,6 +20,7 @@ help:
 	@echo "make typecheck  mypy --strict on services/"
 	@echo "make migrate    apply migrations to the local stack"
 	@echo "make seed       re-seed the local stack's demo data"
+	@echo "make bench      wrk: cached vs uncached hot read vs FastAPI/bare-ASGI floors (starts the stack)"
 
 deps:
 	@services/devstack/install-deps.sh
@@ -54,3 +55,7 @@ migrate:
 
 seed:
 	$(DEV) uv run python -m services.devstack.seed
+
+bench: up
+	@services/devstack/install-deps.sh --bench
+	uv run python -m bench
