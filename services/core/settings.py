@@ -125,6 +125,37 @@ class SmtpSettings(BaseModel):
     message_id_domain: str = "stampede.dev"
 
 
+class CacheSettings(BaseModel):
+    """The HTTP response cache (DESIGN.md §4): L1 in-process in front of L2 Redis.
+
+    Route policies (TTL, tags, Vary) live next to the routes; these are the knobs that
+    hold for every route.
+    """
+
+    # Off: no response-cache middleware at all (bench baseline, emergencies). Writes still
+    # invalidate, so processes with the cache on never serve what this one changed.
+    enabled: bool = True
+    # Prefix of every Redis key and of the pub/sub channel; bump to orphan old entries.
+    namespace: str = Field("stampede:http:v1", pattern=r"^[A-Za-z0-9:._-]{1,64}$")
+    l1_max_entries: int = Field(4096, ge=1)
+    # Bounds how long a process can miss an invalidation broadcast (Redis down).
+    l1_ttl_s: float = Field(2.0, gt=0, le=60)
+    # Every Redis round trip of the cache is cut off here; the request goes on without it.
+    op_timeout_s: float = Field(0.05, gt=0, le=5)
+    breaker_failures: int = Field(3, ge=1)
+    breaker_reset_s: float = Field(1.0, gt=0)
+    # The recompute lock's lease: longer than a slow recomputation, short enough that a
+    # crashed holder does not block the key for long.
+    lock_lease_s: float = Field(5.0, gt=0)
+    # How long a request waits for another process's recomputation before doing its own.
+    lock_wait_s: float = Field(1.0, gt=0)
+    compress_min_bytes: int = Field(1024, ge=0)
+    # Level 5: most of level 9's ratio on JSON at a fraction of the CPU; done once per store.
+    gzip_level: int = Field(5, ge=1, le=9)
+    # Invalidation markers must outlive every entry written before them (TTL + stale).
+    tag_marker_ttl_s: int = Field(3600, ge=60)
+
+
 class ApiSettings(BaseModel):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     readiness_timeout_s: float = Field(1.0, gt=0)
@@ -177,6 +208,7 @@ class Settings(BaseSettings):
     profile: Literal["dev", "prod"] = "prod"
     db: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
+    cache: CacheSettings = CacheSettings()
     api: ApiSettings = ApiSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()

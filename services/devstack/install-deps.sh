@@ -3,8 +3,13 @@
 #
 # Checks for a Postgres server (/usr/lib/postgresql/*/bin/postgres), pgbouncer,
 # redis-server and uv; installs only what is missing. Idempotent and quick when nothing
-# is: `make up` and `make test` run it every time.
+# is: `make up` and `make test` run it every time. With --bench, also wrk (`make bench`).
 set -euo pipefail
+
+bench=
+if [ "${1:-}" = "--bench" ]; then
+    bench=1
+fi
 
 cd "$(dirname "$0")/../.."
 export PATH="$HOME/.local/bin:$PATH"
@@ -55,6 +60,9 @@ apt_install_quiet_daemons() {
 packages=()
 have pgbouncer || packages+=(pgbouncer)
 have redis-server || packages+=(redis-server)
+if [ -n "$bench" ]; then
+    have wrk || packages+=(wrk)
+fi
 if ! have uv && ! have pipx && ! python3 -m pip --version >/dev/null 2>&1; then
     packages+=(pipx)
 fi

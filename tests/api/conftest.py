@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as redis
 from fastapi import FastAPI
 from sqlalchemy import event
 from starlette.types import Receive, Scope, Send
@@ -73,8 +74,25 @@ async def api(settings: Settings) -> AsyncIterator[RunningApi]:
 
 
 @pytest.fixture
-async def client(api: RunningApi, clean_database: None) -> httpx.AsyncClient:
+async def client(api: RunningApi, clean_database: None, clean_cache: None) -> httpx.AsyncClient:
     return api.client
+
+
+@pytest.fixture
+async def cache_redis(cache_redis_server: RedisEndpoint) -> AsyncIterator[redis.Redis]:
+    connection = redis.Redis.from_url(cache_redis_server.url)
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
+
+
+@pytest.fixture
+async def clean_cache(api: RunningApi, cache_redis: redis.Redis) -> None:
+    """Ids restart with every test: a response cached by an earlier test must not leak."""
+    await cache_redis.flushdb()
+    if api.resources.response_cache is not None:
+        api.resources.response_cache.tiers.clear_local()
 
 
 @contextmanager

@@ -37,7 +37,8 @@ def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_the_expected_dashboards_exist() -> None:
     uids = {load(path)["uid"] for path in DASHBOARDS}
-    assert {"stampede-overview", "stampede-api", "stampede-database", "stampede-worker"} <= uids
+    expected = {"overview", "api", "database", "cache", "worker"}
+    assert {f"stampede-{name}" for name in expected} <= uids
     assert len(uids) == len(DASHBOARDS)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
@@ -9,14 +10,33 @@ from services.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from services.api.problems import problem_responses
 from services.api.schemas.common import MAX_BIGINT, Category, Page
 from services.api.schemas.products import ProductCreate, ProductPublic, ProductUpdate
+from services.core.cache import CachePolicy, cache_policy, stale_on_commit
 from services.core.shop import products
 
 router = APIRouter(prefix="/products", tags=["products"])
 
 ProductId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
+# Every list page is tagged with the products it shows, so a change to one product's
+# stock (an order) drops exactly the pages that show it; `products` drops every page
+# (a new product, or a product moving between categories).
+LISTS = "products"
+
+
+def _listed_products(page: Any) -> Iterator[str]:
+    return (f"product:{item['id']}" for item in page["items"])
+
 
 @router.get("", responses=problem_responses(400, 422))
+@cache_policy(
+    CachePolicy(
+        ttl_s=60,
+        stale_s=30,
+        tags=(LISTS,),
+        params=("category", "limit", "cursor"),
+        body_tags=_listed_products,
+    )
+)
 async def list_products(
     session: SessionDep,
     category: Annotated[Category | None, Query()] = None,
@@ -37,6 +57,7 @@ async def list_products(
 
 
 @router.get("/{product_id}", responses=problem_responses(404, 422))
+@cache_policy(CachePolicy(ttl_s=60, stale_s=30, tags=("product:{product_id}",)))
 async def get_product(product_id: ProductId, session: SessionDep) -> ProductPublic:
     return ProductPublic.model_validate(await products.get_product(session, product_id))
 
@@ -44,6 +65,7 @@ async def get_product(product_id: ProductId, session: SessionDep) -> ProductPubl
 @router.post("", status_code=201, responses=problem_responses(413, 422))
 async def create_product(body: ProductCreate, session: SessionDep) -> ProductPublic:
     product = await products.create_product(session, **body.model_dump())
+    stale_on_commit(session, LISTS)
     return ProductPublic.model_validate(product)
 
 
@@ -54,4 +76,5 @@ async def update_product(
     product = await products.update_product(
         session, product_id, body.model_dump(exclude_unset=True)
     )
+    stale_on_commit(session, f"product:{product_id}", LISTS)
     return ProductPublic.model_validate(product)

@@ -10,6 +10,7 @@ from services.api.problems import problem_responses
 from services.api.schemas.common import MAX_BIGINT, Page
 from services.api.schemas.orders import OrderPublic
 from services.api.schemas.users import UserCreate, UserPublic
+from services.core.cache import CachePolicy, cache_policy
 from services.core.shop import orders, users
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -24,11 +25,21 @@ async def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
 
 
 @router.get("/{user_id}", responses=problem_responses(404, 422))
+@cache_policy(CachePolicy(ttl_s=60, stale_s=30, tags=("user:{user_id}",), visibility="private"))
 async def get_user(user_id: UserId, session: SessionDep) -> UserPublic:
     return UserPublic.model_validate(await users.get_user(session, user_id))
 
 
 @router.get("/{user_id}/orders", responses=problem_responses(400, 404, 422))
+@cache_policy(
+    CachePolicy(
+        ttl_s=30,
+        stale_s=15,
+        tags=("user:{user_id}:orders",),
+        params=("limit", "cursor"),
+        visibility="private",
+    )
+)
 async def list_user_orders(
     user_id: UserId,
     session: SessionDep,

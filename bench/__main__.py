@@ -1,0 +1,151 @@
+"""``make bench``: wrk against the local stack and two floors, printed as a table.
+
+Scenarios, all under the api's gunicorn + uvicorn-worker setup (same config module,
+same worker count), one at a time, each warmed up first:
+
+* cached: the stack's api (``make up``, port 8000), ``GET /products?category=cat3``;
+* uncached: the same route on a second api instance with ``STAMPEDE_CACHE__ENABLED=false``;
+* FastAPI hello: a FastAPI app with one route returning a dict;
+* bare ASGI: an ASGI callable that sends a constant response.
+
+The machine is shared and noisy: compare the ratios, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from services.devstack.servers import LOCALHOST, free_port
+from services.devstack.stack import API_COMMAND, API_ENV, API_URL, STACK_DIR
+from services.devstack.supervision import VENV_BIN
+
+HOT_PATH = "/products?category=cat3"
+GUNICORN = [str(VENV_BIN / "gunicorn"), "-c", "python:services.api.gunicorn_conf"]
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def wrk(url: str, *, seconds: int, connections: int, threads: int) -> tuple[float, float, float]:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    if re.search(r"Non-2xx or 3xx responses", out):
+        raise SystemExit(f"{url} answered errors under load:\n{out}")
+    return rps, p50, p99
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def gunicorn(app: list[str], name: str, extra_env: dict[str, str]) -> Iterator[str]:
+    """Another gunicorn with the api's config, on a free port; stopped on exit."""
+    port = free_port()
+    env = {**os.environ, **API_ENV, **extra_env, "STAMPEDE_SERVER__BIND": f"{LOCALHOST}:{port}"}
+    log = STACK_DIR / "logs" / f"bench-{name}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [*GUNICORN, *app], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://{LOCALHOST}:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(url + ("/readyz" if name == "uncached" else "/")):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not start; see {log}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def measure(name: str, url: str, args: argparse.Namespace) -> Result:
+    wrk(url, seconds=args.warmup, connections=args.connections, threads=args.threads)
+    rps, p50, p99 = wrk(
+        url, seconds=args.duration, connections=args.connections, threads=args.threads
+    )
+    print(f"  {name:<16} {rps:>10.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms", flush=True)
+    return Result(name, rps, p50, p99)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is missing: `make bench` installs it", file=sys.stderr)
+        return 1
+    if not _ready(API_URL + "/readyz"):
+        print(f"the local stack's api does not answer on {API_URL}: run `make up`", file=sys.stderr)
+        return 1
+
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, one at a time")
+    results = [measure("cached", API_URL + HOT_PATH, args)]
+    with gunicorn(API_COMMAND[-1:], "uncached", {"STAMPEDE_CACHE__ENABLED": "false"}) as url:
+        results.append(measure("uncached", url + HOT_PATH, args))
+    with gunicorn(["bench.floors.fastapi_hello:app"], "fastapi-hello", {}) as url:
+        results.append(measure("fastapi hello", url + "/", args))
+    with gunicorn(["bench.floors.bare_asgi:app"], "bare-asgi", {}) as url:
+        results.append(measure("bare ASGI", url + "/", args))
+
+    by_name = {result.name: result for result in results}
+    hello, bare = by_name["fastapi hello"].rps, by_name["bare ASGI"].rps
+    print()
+    print("| scenario | req/s | p50 ms | p99 ms | x FastAPI hello | x bare ASGI |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r.name} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.rps / hello:.2f} | {r.rps / bare:.2f} |"
+        )
+    cached = by_name["cached"]
+    checks = {
+        "cached ≥ 2x FastAPI hello": cached.rps >= 2 * hello,
+        "cached ≥ 0.5x bare ASGI": cached.rps >= 0.5 * bare,
+        f"cached p99 < 20 ms at {args.connections} connections": cached.p99_ms < 20,
+    }
+    print()
+    for label, ok in checks.items():
+        print(f"{'PASS' if ok else 'MISS'}  {label}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

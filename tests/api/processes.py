@@ -1,0 +1,113 @@
+"""Real api processes (uvicorn, one worker each) for the cross-process cache tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from services.devstack.servers import LOCALHOST, free_port, postgres_bin_dir, tail
+from tests.conftest import DatabaseEndpoint, RedisEndpoint
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ApiProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def api_env(
+    postgres: DatabaseEndpoint, pgbouncer: DatabaseEndpoint, redis: RedisEndpoint
+) -> dict[str, str]:
+    return {
+        "STAMPEDE_PROFILE": "prod",
+        "STAMPEDE_DB__URL": pgbouncer.url,
+        "STAMPEDE_DB__MIGRATION_URL": postgres.url,
+        "STAMPEDE_REDIS__CACHE_URL": redis.url,
+        "STAMPEDE_LOG__LEVEL": "WARNING",
+        "STAMPEDE_LOG__ACCESS_LOG": "false",
+    }
+
+
+@contextmanager
+def api_process(env: Mapping[str, str], log: Path, hash_seed: str) -> Iterator[ApiProcess]:
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "uvicorn", "--factory", "services.api.main:create_app"),
+        *("--host", LOCALHOST, "--port", str(port), "--no-access-log", "--log-level", "warning"),
+    ]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, **env, "PYTHONHASHSEED": hash_seed},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    api = ApiProcess(f"http://{LOCALHOST}:{port}", process, log)
+    try:
+        _wait_live(api)
+        yield api
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def api_processes(
+    env: Mapping[str, str], workdir: Path, count: int = 2
+) -> Iterator[list[ApiProcess]]:
+    """``count`` api processes, each under a different PYTHONHASHSEED."""
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(api_process(env, workdir / f"api{i}.log", hash_seed=str(i + 1)))
+            for i in range(count)
+        ]
+
+
+def _wait_live(api: ApiProcess, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if api.process.poll() is not None:
+            raise RuntimeError(f"api exited:\n{tail(api.log)}")
+        try:
+            if httpx.get(api.url + "/livez", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"api not live after {timeout}s:\n{tail(api.log)}")
+        time.sleep(0.1)
+
+
+def pgbouncer_totals(pgbouncer: DatabaseEndpoint) -> tuple[int, int]:
+    """(transactions, queries) PgBouncer has pooled for the app database so far."""
+    admin = pgbouncer.dsn.rsplit("/", 1)[0] + "/pgbouncer"
+    result = subprocess.run(
+        [str(postgres_bin_dir() / "psql"), "-X", "-A", "-F", "\t", admin, "-c", "SHOW STATS"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    header, *rows = result.stdout.splitlines()
+    names = header.split("\t")
+    for row in rows:
+        values = dict(zip(names, row.split("\t"), strict=False))
+        if values.get("database") == pgbouncer.database:
+            return int(values["total_xact_count"]), int(values["total_query_count"])
+    return 0, 0
