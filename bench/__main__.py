@@ -3,8 +3,9 @@
 Scenarios, all under the api's gunicorn + uvicorn-worker setup (same config module,
 same worker count), one at a time, each warmed up first:
 
-* cached: the stack's api (``make up``, port 8000), ``GET /products?category=cat3``;
-* uncached: the same route on a second api instance with ``STAMPEDE_CACHE__ENABLED=false``;
+* cached: the api, on the local stack's Postgres, PgBouncer and cache Redis (``make up``),
+  ``GET /products?category=cat3``;
+* uncached: the same route on an api instance with ``STAMPEDE_CACHE__ENABLED=false``;
 * FastAPI hello: a FastAPI app with one route returning a dict;
 * bare ASGI: an ASGI callable that sends a constant response.
 
@@ -30,6 +31,7 @@ from services.devstack.stack import API_COMMAND, API_ENV, API_URL, STACK_DIR
 from services.devstack.supervision import VENV_BIN
 
 HOT_PATH = "/products?category=cat3"
+FLOORS = ("fastapi-hello", "bare-asgi")
 GUNICORN = [str(VENV_BIN / "gunicorn"), "-c", "python:services.api.gunicorn_conf"]
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -72,9 +74,21 @@ def _ready(url: str) -> bool:
 
 @contextmanager
 def gunicorn(app: list[str], name: str, extra_env: dict[str, str]) -> Iterator[str]:
-    """Another gunicorn with the api's config, on a free port; stopped on exit."""
+    """A gunicorn with the api's config, on free ports; stopped on exit.
+
+    Every scenario is started this way, logging to a file, so none pays for another's
+    log handling (the stack's own api logs through supervisord).
+    """
     port = free_port()
-    env = {**os.environ, **API_ENV, **extra_env, "STAMPEDE_SERVER__BIND": f"{LOCALHOST}:{port}"}
+    env = {
+        **os.environ,
+        **API_ENV,
+        "STAMPEDE_SERVER__BIND": f"{LOCALHOST}:{port}",
+        # Its own metrics port and multiprocess directory: never the stack api's.
+        "STAMPEDE_METRICS__BIND": f"{LOCALHOST}:{free_port()}",
+        "STAMPEDE_METRICS__MULTIPROC_DIR": str(STACK_DIR / f"bench-{name}-metrics"),
+        **extra_env,
+    }
     log = STACK_DIR / "logs" / f"bench-{name}.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -83,7 +97,7 @@ def gunicorn(app: list[str], name: str, extra_env: dict[str, str]) -> Iterator[s
     url = f"http://{LOCALHOST}:{port}"
     try:
         deadline = time.monotonic() + 60
-        while not _ready(url + ("/readyz" if name == "uncached" else "/")):
+        while not _ready(url + ("/" if name in FLOORS else "/readyz")):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{name} did not start; see {log}")
             time.sleep(0.2)
@@ -117,7 +131,9 @@ def main() -> int:
         return 1
 
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, one at a time")
-    results = [measure("cached", API_URL + HOT_PATH, args)]
+    results = []
+    with gunicorn(API_COMMAND[-1:], "cached", {}) as url:
+        results.append(measure("cached", url + HOT_PATH, args))
     with gunicorn(API_COMMAND[-1:], "uncached", {"STAMPEDE_CACHE__ENABLED": "false"}) as url:
         results.append(measure("uncached", url + HOT_PATH, args))
     with gunicorn(["bench.floors.fastapi_hello:app"], "fastapi-hello", {}) as url:

@@ -3,6 +3,8 @@ a fixed set of methods — a client can never mint a new series."""
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.core.metrics import LATENCY_BUCKETS
@@ -35,3 +37,16 @@ RESPONSE_SIZE = Histogram(
 
 def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "OTHER"
+
+
+@functools.cache
+def request_series(
+    method: str, route: str, status_class: str
+) -> tuple[Counter, Histogram, Histogram]:
+    """The labelled children for one kind of request, looked up once per process: the
+    label sets are bounded, and ``labels()`` takes a lock and builds a key every call."""
+    return (
+        REQUESTS.labels(method, route, status_class),
+        LATENCY.labels(method, route),
+        RESPONSE_SIZE.labels(route),
+    )

@@ -48,8 +48,9 @@ class MetricsMiddleware:
         finally:
             metrics.IN_FLIGHT.dec()
             request_timing.stop(timing)
-            route = route_template(scope)
-            method = metrics.method_label(scope["method"])
-            metrics.REQUESTS.labels(method, route, f"{status // 100}xx").inc()
-            metrics.LATENCY.labels(method, route).observe(time.perf_counter() - started)
-            metrics.RESPONSE_SIZE.labels(route).observe(size)
+            requests, latency, response_size = metrics.request_series(
+                metrics.method_label(scope["method"]), route_template(scope), f"{status // 100}xx"
+            )
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
+            response_size.observe(size)
