@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis import Redis
 from sqlalchemy import Engine
 
 from services.core.settings import Settings
@@ -19,6 +20,8 @@ from services.worker.db import create_sync_engine
 class WorkerResources:
     settings: Settings
     engine: Engine
+    # The api's cache Redis: the worker's writes change cached responses too.
+    cache_redis: Redis
 
 
 _current: WorkerResources | None = None
@@ -30,6 +33,11 @@ def open_resources(settings: Settings) -> WorkerResources:
     _current = WorkerResources(
         settings=settings,
         engine=create_sync_engine(settings.database_url, settings.db, settings.worker.pool_size),
+        cache_redis=Redis.from_url(
+            settings.cache_redis_url,
+            socket_timeout=settings.redis.socket_timeout_s,
+            socket_connect_timeout=settings.redis.connect_timeout_s,
+        ),
     )
     return _current
 
@@ -38,6 +46,7 @@ def close_resources() -> None:
     global _current
     if _current is not None:
         _current.engine.dispose()
+        _current.cache_redis.close()
         _current = None
 
 

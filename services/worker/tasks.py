@@ -24,6 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from services.core.outbox import SEND_ORDER_CONFIRMATION
 from services.core.settings import Settings
 from services.worker import confirmations, outbox, runtime
+from services.worker.cache import forget_user_orders
 from services.worker.errors import LeaseBusy, MailRejected, is_permanent_smtp_error
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,16 @@ class DeadLetteringTask(Task):  # type: ignore[type-arg]
         )
         if outbox_id is None:
             return
+        resources = runtime.current()
         try:
-            with runtime.current().engine.begin() as conn:
+            with resources.engine.begin() as conn:
                 outbox.mark_dead(conn, outbox_id, order_id, f"{type(exc).__name__}: {exc}")
         except SQLAlchemyError:
             # The row stays "published, not done": the relay's sweep publishes it again.
             log.exception("could not dead-letter outbox row %s", outbox_id)
+            return
+        if order_id is not None:
+            forget_user_orders(resources, order_id)  # its confirmation_status is "failed"
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
@@ -88,7 +93,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         resources = runtime.current()
         token = f"{self.request.id}/{uuid4().hex[:12]}"
         try:
-            return confirmations.send_order_confirmation(
+            outcome = confirmations.send_order_confirmation(
                 resources.engine, settings, outbox_id=outbox_id, order_id=order_id, token=token
             )
         except LeaseBusy as busy:
@@ -98,3 +103,5 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             if is_permanent_smtp_error(error):
                 raise MailRejected(str(error)) from error
             raise
+        forget_user_orders(resources, order_id)  # its confirmation_status is now "sent"
+        return outcome

@@ -103,6 +103,35 @@ async def test_one_order_sends_exactly_one_email_with_its_lines_and_total(
     await no_more_emails(smtp_server, 1)
 
 
+async def test_a_cached_order_list_shows_the_sent_status_at_once(
+    processes: Processes, shop: RunningApi, smtp_server: SmtpServer
+) -> None:
+    """The worker's write invalidates the api's cached ``/users/{id}/orders`` (its TTL
+    is a minute: without the invalidation the list would say "pending" that long)."""
+    cache = shop.resources.response_cache
+    assert cache is not None
+    await shop.resources.cache_redis.flushdb()  # ids restart with every test
+    cache.tiers.clear_local()
+    processes.relay()
+    order = await new_order(shop.client)
+    orders_url = f"/users/{order['user_id']}/orders"
+
+    async def listed_status() -> str:
+        response = await shop.client.get(orders_url)
+        return str(response.json()["items"][0]["confirmation_status"])
+
+    assert await listed_status() == "pending"
+    assert (await shop.client.get(orders_url)).headers["x-cache"] == "hit"
+
+    processes.worker()
+    await emails(smtp_server, 1)
+
+    async def shows_sent() -> bool:
+        return await listed_status() == "sent"
+
+    await eventually(shows_sent, 3, "the cached order list shows the sent status")
+
+
 async def test_worker_killed_while_sending_sends_exactly_one_email_after_restart(
     processes: Processes, shop: RunningApi, smtp_server: SmtpServer, pg: asyncpg.Connection
 ) -> None:

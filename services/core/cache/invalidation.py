@@ -27,6 +27,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,6 +76,23 @@ def take_stale_tags(session: AsyncSession) -> set[str]:
 
 def channel_name(namespace: str) -> str:
     return f"{namespace}:invalidate"
+
+
+def invalidate_now(
+    client: SyncRedis, *, namespace: str, marker_ttl_s: int, tags: Iterable[str]
+) -> None:
+    """The same invalidation, for processes without an event loop (the Celery worker,
+    whose writes also change cached responses). Raises ``RedisError``/``OSError``."""
+    batch = sorted(set(tags))
+    if batch:
+        client.eval(
+            _INVALIDATE,
+            1,
+            channel_name(namespace),
+            marker_prefix(namespace),
+            str(marker_ttl_s * 1000),
+            *batch,
+        )
 
 
 class TagInvalidator:

@@ -1,0 +1,38 @@
+"""Tell the api's response cache what the worker changed.
+
+``GET /users/{id}/orders`` is cached with the tag ``user:{id}:orders``; when the worker
+moves an order's ``confirmation_status`` (sent, failed), that tag is invalidated the way
+the api invalidates after its own writes, so the list shows the new status at once
+instead of after its TTL. Best effort: with the cache Redis unreachable the entry simply
+expires (the api's reads never depend on this).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.core.cache.invalidation import invalidate_now
+from services.core.models import Order
+from services.worker.runtime import WorkerResources
+
+log = logging.getLogger(__name__)
+
+
+def forget_user_orders(resources: WorkerResources, order_id: int) -> None:
+    settings = resources.settings.cache
+    try:
+        with resources.engine.connect() as conn:
+            user_id = conn.scalar(select(Order.user_id).where(Order.id == order_id))
+        if user_id is not None:
+            invalidate_now(
+                resources.cache_redis,
+                namespace=settings.namespace,
+                marker_ttl_s=settings.tag_marker_ttl_s,
+                tags=[f"user:{user_id}:orders"],
+            )
+    except (RedisError, OSError, SQLAlchemyError):
+        log.warning("could not invalidate the cached orders of order %s", order_id, exc_info=True)
