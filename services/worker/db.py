@@ -15,14 +15,24 @@ from sqlalchemy.engine import URL, make_url
 from services.core.settings import DatabaseSettings
 
 
+def _for_libpq(url: str, driver: str) -> URL:
+    """``url`` with ``driver``; asyncpg's ``?ssl=MODE`` becomes libpq's ``?sslmode=MODE``
+    (the chart writes one URL, in asyncpg's dialect, for every process)."""
+    parsed = make_url(url).set(drivername=driver)
+    ssl = parsed.query.get("ssl")
+    if isinstance(ssl, str):
+        parsed = parsed.difference_update_query(["ssl"]).update_query_dict({"sslmode": ssl})
+    return parsed
+
+
 def psycopg_url(url: str) -> URL:
     """``url`` (any ``postgresql+driver://``) for SQLAlchemy's psycopg 3 dialect."""
-    return make_url(url).set(drivername="postgresql+psycopg")
+    return _for_libpq(url, "postgresql+psycopg")
 
 
 def libpq_dsn(url: str) -> str:
     """``url`` as a plain libpq URL, for a raw psycopg connection (LISTEN)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return _for_libpq(url, "postgresql").render_as_string(hide_password=False)
 
 
 def create_sync_engine(url: str, settings: DatabaseSettings, pool_size: int) -> Engine:
