@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, TypeVar
 
 from fastapi import Query
+from pydantic import BaseModel
 
+from services.api.schemas.common import Page
 from services.core.errors import BadRequest
 
 _PREFIX = "k1:"  # a version, so the cursor format can change without misreading old ones
@@ -41,3 +44,18 @@ Cursor = Annotated[
     str | None,
     Query(max_length=64, description="The `next_cursor` of the previous page."),
 ]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def cursor_id(cursor: str | None) -> int | None:
+    return decode_cursor(cursor) if cursor else None
+
+
+def page_of(model: type[M], rows: Sequence[object], last_id: int | None) -> Page[M]:
+    """A page of ``rows`` rendered as ``model``, with the cursor for the next page."""
+    return Page[model](  # type: ignore[valid-type]
+        items=[model.model_validate(row) for row in rows],
+        next_cursor=encode_cursor(last_id) if last_id is not None else None,
+    )

@@ -130,15 +130,6 @@ async def shop(worker_settings: Settings) -> AsyncIterator[RunningApi]:
         yield running
 
 
-@pytest.fixture
-async def pg(postgres_server: DatabaseEndpoint) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(postgres_server.dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
 class Processes:
     """Starts workers and relays for one test and stops whatever is left at its end."""
 
@@ -188,7 +179,7 @@ def processes(
 
 
 @pytest.fixture
-async def clean(pg: asyncpg.Connection, broker: BrokerRedis, smtp_server: SmtpServer) -> None:
-    await pg.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+async def clean(db: asyncpg.Connection, broker: BrokerRedis, smtp_server: SmtpServer) -> None:
+    await db.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     broker.client().flushall()
     smtp_server.handler.reset()

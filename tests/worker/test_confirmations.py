@@ -26,11 +26,11 @@ def engine(worker_settings: Settings) -> Iterator[Engine]:
     engine.dispose()
 
 
-async def placed_order(shop: RunningApi, pg: asyncpg.Connection) -> tuple[int, int]:
+async def placed_order(shop: RunningApi, db: asyncpg.Connection) -> tuple[int, int]:
     user = await create_user(shop.client, "grace@example.com")
     product = await create_product(shop.client, price_cents=500)
     order = (await place_order(shop.client, user["id"], [(product["id"], 3)])).json()
-    outbox_id = await pg.fetchval(
+    outbox_id = await db.fetchval(
         "SELECT id FROM outbox WHERE payload->>'order_id' = $1", str(order["id"])
     )
     return order["id"], outbox_id
@@ -38,14 +38,14 @@ async def placed_order(shop: RunningApi, pg: asyncpg.Connection) -> tuple[int, i
 
 @pytest.mark.usefixtures("clean")
 async def test_order_and_its_outbox_row_commit_together(
-    shop: RunningApi, pg: asyncpg.Connection
+    shop: RunningApi, db: asyncpg.Connection
 ) -> None:
     user = await create_user(shop.client, "grace@example.com")
     product = await create_product(shop.client, stock=1)
     ok = await place_order(shop.client, user["id"], [(product["id"], 1)])
     refused = await place_order(shop.client, user["id"], [(product["id"], 1)])  # out of stock
     assert (ok.status_code, refused.status_code) == (201, 409)
-    rows = await pg.fetch("SELECT task, payload, published_at FROM outbox")
+    rows = await db.fetch("SELECT task, payload, published_at FROM outbox")
     assert [(r["task"], r["payload"], r["published_at"]) for r in rows] == [
         ("stampede.orders.send_confirmation", f'{{"order_id": {ok.json()["id"]}}}', None)
     ]
@@ -54,12 +54,12 @@ async def test_order_and_its_outbox_row_commit_together(
 @pytest.mark.usefixtures("clean")
 async def test_second_call_sends_nothing(
     shop: RunningApi,
-    pg: asyncpg.Connection,
+    db: asyncpg.Connection,
     engine: Engine,
     worker_settings: Settings,
     smtp_server: SmtpServer,
 ) -> None:
-    order_id, outbox_id = await placed_order(shop, pg)
+    order_id, outbox_id = await placed_order(shop, db)
     args = {"outbox_id": outbox_id, "order_id": order_id}
 
     first = confirmations.send_order_confirmation(engine, worker_settings, token="a", **args)
@@ -67,20 +67,20 @@ async def test_second_call_sends_nothing(
 
     assert (first, again) == ("sent", "already-sent")
     assert len(smtp_server.handler.accepted()) == 1
-    row = await pg.fetchrow("SELECT attempts, claimed_by, sent_at FROM email_deliveries")
+    row = await db.fetchrow("SELECT attempts, claimed_by, sent_at FROM email_deliveries")
     assert row is not None
     assert (row["attempts"], row["claimed_by"]) == (1, "a")
     assert row["sent_at"] is not None
-    assert await pg.fetchval("SELECT done_at FROM outbox") is not None
-    status = await pg.fetchval("SELECT confirmation_status FROM orders")
+    assert await db.fetchval("SELECT done_at FROM outbox") is not None
+    status = await db.fetchval("SELECT confirmation_status FROM orders")
     assert status == "sent"
 
 
 @pytest.mark.usefixtures("clean")
 async def test_a_running_attempt_holds_off_a_second_one(
-    shop: RunningApi, pg: asyncpg.Connection, engine: Engine, worker_settings: Settings
+    shop: RunningApi, db: asyncpg.Connection, engine: Engine, worker_settings: Settings
 ) -> None:
-    order_id, _ = await placed_order(shop, pg)
+    order_id, _ = await placed_order(shop, db)
     msg_id = f"<order-{order_id}.confirmation@stampede.dev>"
     with engine.begin() as conn:
         claimed = confirmations.claim(

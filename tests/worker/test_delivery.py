@@ -133,7 +133,7 @@ async def test_a_cached_order_list_shows_the_sent_status_at_once(
 
 
 async def test_worker_killed_while_sending_sends_exactly_one_email_after_restart(
-    processes: Processes, shop: RunningApi, smtp_server: SmtpServer, pg: asyncpg.Connection
+    processes: Processes, shop: RunningApi, smtp_server: SmtpServer, db: asyncpg.Connection
 ) -> None:
     smtp_server.handler.stall = True
     worker = processes.worker()
@@ -161,7 +161,7 @@ async def test_worker_killed_while_sending_sends_exactly_one_email_after_restart
     [message] = await emails(smtp_server, 1, within=45)
     assert message["Message-ID"] == message_id(int(str(order["id"])))
     await status_becomes(shop.client, int(str(order["id"])), "sent")
-    attempts = await pg.fetchval("SELECT attempts FROM email_deliveries")
+    attempts = await db.fetchval("SELECT attempts FROM email_deliveries")
     assert attempts == 2
     await no_more_emails(smtp_server, 1)
 
@@ -171,7 +171,7 @@ async def test_broker_down_when_ordering_still_201_and_email_follows(
     shop: RunningApi,
     smtp_server: SmtpServer,
     broker: BrokerRedis,
-    pg: asyncpg.Connection,
+    db: asyncpg.Connection,
 ) -> None:
     processes.worker()
     relay = processes.relay()
@@ -183,7 +183,7 @@ async def test_broker_down_when_ordering_still_201_and_email_follows(
         return "relay cycle failed" in relay.output()
 
     await eventually(relay_failing, 15, "the relay tries, fails and backs off (no hang)")
-    assert await pg.fetchval("SELECT published_at FROM outbox") is None
+    assert await db.fetchval("SELECT published_at FROM outbox") is None
     assert smtp_server.handler.accepted() == []
     broker.start()
     [message] = await emails(smtp_server, 1, within=60)
@@ -193,7 +193,7 @@ async def test_broker_down_when_ordering_still_201_and_email_follows(
 
 
 async def test_smtp_refusing_for_a_while_is_retried_then_sends_once(
-    processes: Processes, shop: RunningApi, smtp_server: SmtpServer, pg: asyncpg.Connection
+    processes: Processes, shop: RunningApi, smtp_server: SmtpServer, db: asyncpg.Connection
 ) -> None:
     smtp_server.handler.refuse_next = 2
     processes.worker()
@@ -205,12 +205,12 @@ async def test_smtp_refusing_for_a_while_is_retried_then_sends_once(
     assert message["Message-ID"] == message_id(int(str(order["id"])))
     assert smtp_server.handler.refused == 2
     await status_becomes(shop.client, int(str(order["id"])), "sent")
-    assert await pg.fetchval("SELECT attempts FROM email_deliveries") == 3
+    assert await db.fetchval("SELECT attempts FROM email_deliveries") == 3
     await no_more_emails(smtp_server, 1)
 
 
 async def test_500_concurrent_orders_500_emails_no_duplicate_none_missing(
-    processes: Processes, shop: RunningApi, smtp_server: SmtpServer, pg: asyncpg.Connection
+    processes: Processes, shop: RunningApi, smtp_server: SmtpServer, db: asyncpg.Connection
 ) -> None:
     processes.worker()
     # Two relays share the backlog: SKIP LOCKED keeps them from publishing a row twice.
@@ -232,30 +232,30 @@ async def test_500_concurrent_orders_500_emails_no_duplicate_none_missing(
     assert set(ids) == expected
     assert max(ids.values()) == 1
     assert (
-        await pg.fetchval("SELECT count(*) FROM orders WHERE confirmation_status = 'sent'") == 500
+        await db.fetchval("SELECT count(*) FROM orders WHERE confirmation_status = 'sent'") == 500
     )
-    assert await pg.fetchval("SELECT max(publish_count) FROM outbox") == 1
-    assert await pg.fetchval("SELECT count(*) FROM outbox WHERE done_at IS NOT NULL") == 500
+    assert await db.fetchval("SELECT max(publish_count) FROM outbox") == 1
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE done_at IS NOT NULL") == 500
 
 
 async def test_poison_task_is_dead_lettered_not_retried_forever(
-    processes: Processes, smtp_server: SmtpServer, pg: asyncpg.Connection, broker: BrokerRedis
+    processes: Processes, smtp_server: SmtpServer, db: asyncpg.Connection, broker: BrokerRedis
 ) -> None:
     worker = processes.worker()
     processes.relay()
     # An order that vanished between its commit and its email.
-    outbox_id = await pg.fetchval(
+    outbox_id = await db.fetchval(
         "INSERT INTO outbox (task, payload) VALUES ($1, $2::jsonb) RETURNING id",
         SEND_ORDER_CONFIRMATION,
         json.dumps({"order_id": 424242}),
     )
 
     async def dead() -> bool:
-        return await pg.fetchval("SELECT dead_at FROM outbox WHERE id = $1", outbox_id) is not None
+        return await db.fetchval("SELECT dead_at FROM outbox WHERE id = $1", outbox_id) is not None
 
     await eventually(dead, 20, "the task is dead-lettered")
     await asyncio.sleep(1.5)
-    row = await pg.fetchrow("SELECT publish_count, last_error, done_at FROM outbox")
+    row = await db.fetchrow("SELECT publish_count, last_error, done_at FROM outbox")
     assert row is not None
     assert row["publish_count"] == 1
     assert row["done_at"] is None

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from services.api.deps import SessionDep
-from services.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from services.api.pagination import Cursor, Limit, cursor_id, page_of
 from services.api.problems import problem_responses
 from services.api.schemas.common import MAX_BIGINT, Category, Page
 from services.api.schemas.products import ProductCreate, ProductPublic, ProductUpdate
@@ -45,15 +45,9 @@ async def list_products(
 ) -> Page[ProductPublic]:
     """Products ordered by id, optionally in one category, a page at a time."""
     page, last_id = await products.list_products(
-        session,
-        category=category,
-        after_id=decode_cursor(cursor) if cursor else None,
-        limit=limit,
+        session, category=category, after_id=cursor_id(cursor), limit=limit
     )
-    return Page[ProductPublic](
-        items=[ProductPublic.model_validate(product) for product in page],
-        next_cursor=encode_cursor(last_id) if last_id is not None else None,
-    )
+    return page_of(ProductPublic, page, last_id)
 
 
 @router.get("/{product_id}", responses=problem_responses(404, 422))

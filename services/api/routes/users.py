@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from services.api.deps import SessionDep
-from services.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from services.api.pagination import Cursor, Limit, cursor_id, page_of
 from services.api.problems import problem_responses
 from services.api.schemas.common import MAX_BIGINT, Page
 from services.api.schemas.orders import OrderPublic
@@ -48,12 +48,6 @@ async def list_user_orders(
 ) -> Page[OrderPublic]:
     """The user's orders, newest first, each with its items."""
     page, last_id = await orders.list_user_orders(
-        session,
-        user_id=user_id,
-        before_id=decode_cursor(cursor) if cursor else None,
-        limit=limit,
+        session, user_id=user_id, before_id=cursor_id(cursor), limit=limit
     )
-    return Page[OrderPublic](
-        items=[OrderPublic.model_validate(order) for order in page],
-        next_cursor=encode_cursor(last_id) if last_id is not None else None,
-    )
+    return page_of(OrderPublic, page, last_id)
