@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging.config
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from services.api.lifespan import lifespan_for
 from services.api.middleware.body_limit import BodySizeLimitMiddleware
@@ -34,6 +35,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    # Responses the cache does not store (it gzips its entries once, at store time).
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=settings.cache.compress_min_bytes,
+        compresslevel=settings.cache.gzip_level,
+    )
     if settings.cache.enabled:
         # Outside the body limit: it answers GETs only, before anything reads a body.
         app.add_middleware(ResponseCacheMiddleware)

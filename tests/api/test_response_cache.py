@@ -184,3 +184,26 @@ async def test_concurrent_requests_for_a_cold_key_run_the_query_once(
 
 def _metrics(resources: Resources) -> dict[tuple[str, ...], int]:
     return dict(resources.cache_metrics.counts)
+
+
+async def test_uncached_responses_are_compressed_and_cached_ones_stored_plain(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = await client.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
+    assert spec.headers["content-encoding"] == "gzip"
+    assert spec.json()["openapi"]
+    for i in range(40):
+        await create_product(client, name=f"Lamp {i:02d} " + "x" * 40, category="bulk")
+    # A miss computed for a gzip-accepting client is stored as identity bytes plus the
+    # cache's own gzip copy: both kinds of client get a correct body afterwards.
+    first = await client.get(
+        "/products", params={"category": "bulk"}, headers={"Accept-Encoding": "gzip"}
+    )
+    assert first.headers["content-encoding"] == "gzip"
+    plain = await client.get(
+        "/products", params={"category": "bulk"}, headers={"Accept-Encoding": "identity"}
+    )
+    assert plain.headers["x-cache"] == "hit"
+    assert "content-encoding" not in plain.headers
+    assert plain.json() == first.json()
+    assert len(plain.json()["items"]) == 20

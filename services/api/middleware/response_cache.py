@@ -64,7 +64,13 @@ class ResponseCacheMiddleware:
                 elif message["type"] == "http.response.body":
                     chunks.append(message.get("body", b""))
 
-            await self.app(scope, receive, capture)
+            # The route renders identity bytes; the entry keeps its own gzip copy, made
+            # once (the compression middleware inside must not encode what we store).
+            identity_scope = {
+                **scope,
+                "headers": [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"],
+            }
+            await self.app(identity_scope, receive, capture)
             return Computed(status, response_headers, b"".join(chunks))
 
         outcome = await cache.tiers.fetch(key, cached.template, cached.policy, path_params, compute)

@@ -237,6 +237,8 @@ class TieredCache:
         for name, value in computed.headers:
             if name == b"content-type":
                 content_type = value
+            elif name == b"vary" and value.lower() == b"accept-encoding":
+                continue  # the compression middleware's; the entry sets its own Vary
             elif name not in _REPLAYED_HEADERS:
                 return None
         if content_type is None:
