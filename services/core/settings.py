@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The dev profile's credentials match what the local stack (``make up``) creates.
-DEV_DATABASE_URL = "postgresql+asyncpg://stampede:stampede@127.0.0.1:56432/stampede"
-DEV_MIGRATION_URL = "postgresql+asyncpg://stampede:stampede@127.0.0.1:55432/stampede"
-DEV_CACHE_REDIS_URL = "redis://127.0.0.1:56379/0"
-DEV_BROKER_URL = "redis://127.0.0.1:56380/0"
+DEV_DATABASE_URL = "postgresql+asyncpg://stampede:stampede@127.0.0.1:26432/stampede"
+DEV_MIGRATION_URL = "postgresql+asyncpg://stampede:stampede@127.0.0.1:25432/stampede"
+DEV_CACHE_REDIS_URL = "redis://127.0.0.1:26379/0"
+DEV_BROKER_URL = "redis://127.0.0.1:26380/0"
 DEV_SMTP_HOST = "127.0.0.1"
-DEV_SMTP_PORT = 56025
+DEV_SMTP_PORT = 25025
 
 
 class DatabaseSettings(BaseModel):

@@ -1,7 +1,7 @@
 """The local stack's SMTP sink: keeps every email as an ``.eml`` file and lists them on a
 small read-only web page.
 
-    python -m services.devstack.mailsink DIR --smtp-port 56025 --http-port 8025
+    python -m services.devstack.mailsink DIR --smtp-port 25025 --http-port 8025
 
 aiosmtpd accepts anything (no auth, no TLS: it only listens on 127.0.0.1); each message
 is written to ``DIR/<time>-<Message-ID>.eml`` (atomically: a reader never sees half a

@@ -43,23 +43,26 @@ from services.devstack.supervision import VENV_BIN, Program, Supervisor
 REPO = Path(__file__).resolve().parents[2]
 STACK_DIR = REPO / ".stack"
 
-POSTGRES_PORT = 55432
-PGBOUNCER_PORT = 56432
-CACHE_REDIS_PORT = 56379
-BROKER_REDIS_PORT = 56380
-SMTP_PORT = 56025
+# Fixed, documented ports: off the services' defaults (a Postgres or Redis already on the
+# machine keeps 5432/6379) and below Linux's ephemeral range (32768-60999), where any
+# outgoing connection could be holding one when `make up` starts.
+POSTGRES_PORT = 25432
+PGBOUNCER_PORT = 26432
+CACHE_REDIS_PORT = 26379
+BROKER_REDIS_PORT = 26380
+SMTP_PORT = 25025
 MAIL_WEB_PORT = 8025
 API_PORT = 8000
-API_METRICS_PORT = 59100
-WORKER_METRICS_PORT = 59101
-RELAY_METRICS_PORT = 59102
+API_METRICS_PORT = 29100
+WORKER_METRICS_PORT = 29101
+RELAY_METRICS_PORT = 29102
 PROMETHEUS_PORT = 9090
-# The exporters' usual ports plus 50000, so system-wide exporters can keep theirs.
+# The exporters' usual ports plus 20000, so system-wide exporters can keep theirs.
 EXPORTER_PORTS = {
-    "redis-cache": 59121,
-    "redis-broker": 59122,
-    "postgres": 59187,
-    "pgbouncer": 59127,
+    "redis-cache": 29121,
+    "redis-broker": 29122,
+    "postgres": 29187,
+    "pgbouncer": 29127,
 }
 PORTS = {
     "postgres": POSTGRES_PORT,
