@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -67,7 +67,9 @@ def create_pubsub_redis(settings: Settings) -> Redis:
     )
 
 
-def lifespan_for(settings: Settings, routes: Sequence[BaseRoute] = ()):  # type: ignore[no-untyped-def]
+def lifespan_for(
+    settings: Settings, routes: Sequence[BaseRoute] = ()
+) -> Callable[[FastAPI], AbstractAsyncContextManager[LifespanState]]:
     """``routes``: the app's routes in routing order (the response cache's table)."""
 
     @asynccontextmanager

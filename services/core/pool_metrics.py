@@ -10,6 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.pool import QueuePool
 
 from services.core.errors import Unavailable
 
@@ -43,15 +44,19 @@ def instrument_pool(engine: AsyncEngine, *, capacity: int) -> None:
     pool = engine.sync_engine.pool
     CAPACITY.inc(capacity)
 
+    def overflow() -> int:
+        # Only queue pools (the engine's default) overflow; negative means "not yet full".
+        return max(pool.overflow(), 0) if isinstance(pool, QueuePool) else 0
+
     @event.listens_for(pool, "checkout")
     def _checkout(*_: Any) -> None:
         CHECKED_OUT.inc()
-        OVERFLOW.set(max(pool.overflow(), 0))  # type: ignore[attr-defined]
+        OVERFLOW.set(overflow())
 
     @event.listens_for(pool, "checkin")
     def _checkin(*_: Any) -> None:
         CHECKED_OUT.dec()
-        OVERFLOW.set(max(pool.overflow(), 0))  # type: ignore[attr-defined]
+        OVERFLOW.set(overflow())
 
 
 def forget_pool(*, capacity: int) -> None:
