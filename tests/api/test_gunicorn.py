@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as redis
 
 from tests.conftest import DatabaseEndpoint, RedisEndpoint
 from tests.gunicorn import Gunicorn, run_gunicorn
@@ -35,8 +36,9 @@ def gunicorn(
 
 @pytest.mark.slow
 async def test_workers_logs_and_graceful_shutdown(
-    gunicorn: Gunicorn, db: asyncpg.Connection, clean_database: None
+    gunicorn: Gunicorn, db: asyncpg.Connection, clean_database: None, cache_redis: redis.Redis
 ) -> None:
+    await cache_redis.flushdb()  # ids restart with every test: no earlier response may leak
     assert len(gunicorn.worker_pids()) == 2
 
     async with httpx.AsyncClient(base_url=gunicorn.base_url, timeout=30) as client:

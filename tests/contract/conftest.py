@@ -42,4 +42,9 @@ async def contract_client(contract_target: str | Settings) -> AsyncIterator[http
             yield client
         return
     async with running_api(contract_target) as api:
+        # Other modules restart ids in the shared database: a response they left in the
+        # shared cache could describe another row with the same id.
+        await api.resources.cache_redis.flushdb()
+        if api.resources.response_cache is not None:
+            api.resources.response_cache.tiers.clear_local()
         yield api.client
