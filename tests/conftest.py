@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,15 +84,13 @@ def postgres_server(servers_dir: Path) -> Iterator[DatabaseEndpoint]:
         yield DatabaseEndpoint(LOCALHOST, server.port, process, admin=server)
 
 
-@pytest.fixture(scope="session")
-def pgbouncer_server(
-    servers_dir: Path, postgres_server: DatabaseEndpoint
-) -> Iterator[DatabaseEndpoint]:
-    """PgBouncer in transaction mode in front of ``postgres_server``, 4 server connections."""
+@contextmanager
+def pgbouncer_in_front_of(postgres: DatabaseEndpoint, workdir: Path) -> Iterator[DatabaseEndpoint]:
+    """PgBouncer in transaction mode in front of ``postgres``, 4 server connections."""
     server = PgBouncerServer(
-        workdir=servers_dir / "pgbouncer",
+        workdir=workdir,
         port=free_port(),
-        postgres_port=postgres_server.port,
+        postgres_port=postgres.port,
         db_name=APP_DB,
         app_user=APP_USER,
         app_password=APP_PASSWORD,
@@ -101,6 +100,14 @@ def pgbouncer_server(
     with start(server) as process:
         process.wait_ready()
         yield DatabaseEndpoint(LOCALHOST, server.port, process)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server(
+    servers_dir: Path, postgres_server: DatabaseEndpoint
+) -> Iterator[DatabaseEndpoint]:
+    with pgbouncer_in_front_of(postgres_server, servers_dir / "pgbouncer") as pgbouncer:
+        yield pgbouncer
 
 
 @pytest.fixture(scope="session")

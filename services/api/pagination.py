@@ -11,11 +11,10 @@ from typing import Annotated, TypeVar
 from fastapi import Query
 from pydantic import BaseModel
 
-from services.api.schemas.common import Page
+from services.api.schemas.common import MAX_BIGINT, Page
 from services.core.errors import BadRequest
 
 _PREFIX = "k1:"  # a version, so the cursor format can change without misreading old ones
-MAX_ID = 2**63 - 1
 
 
 def encode_cursor(last_id: int) -> str:
@@ -30,7 +29,7 @@ def decode_cursor(cursor: str) -> int:
     if not raw.startswith(_PREFIX) or not raw[len(_PREFIX) :].isdigit():
         raise BadRequest("The cursor is not valid.")
     value = int(raw[len(_PREFIX) :])
-    if not 0 < value <= MAX_ID:
+    if not 0 < value <= MAX_BIGINT:
         raise BadRequest("The cursor is not valid.")
     return value
 

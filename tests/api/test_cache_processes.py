@@ -13,9 +13,13 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from services.devstack.servers import PgBouncerServer, RedisServer, free_port, start
+from services.devstack.servers import RedisServer, free_port, start
 from tests.api.processes import ApiProcess, api_env, api_processes, pgbouncer_totals
-from tests.conftest import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint, RedisEndpoint
+from tests.conftest import (
+    DatabaseEndpoint,
+    RedisEndpoint,
+    pgbouncer_in_front_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -45,18 +49,9 @@ def quiet_pgbouncer(
     servers_dir: Path, migrated_postgres: DatabaseEndpoint
 ) -> Iterator[DatabaseEndpoint]:
     """A PgBouncer only the api processes under test use, so its counters are theirs."""
-    server = PgBouncerServer(
-        workdir=servers_dir / f"pgbouncer-{free_port()}",
-        port=free_port(),
-        postgres_port=migrated_postgres.port,
-        db_name=APP_DB,
-        app_user=APP_USER,
-        app_password=APP_PASSWORD,
-        default_pool_size=4,
-    )
-    with start(server) as process:
-        process.wait_ready()
-        yield DatabaseEndpoint("127.0.0.1", server.port, process)
+    workdir = servers_dir / f"pgbouncer-{free_port()}"
+    with pgbouncer_in_front_of(migrated_postgres, workdir) as pgbouncer:
+        yield pgbouncer
 
 
 @pytest.fixture
