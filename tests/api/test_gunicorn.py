@@ -52,7 +52,13 @@ async def test_workers_logs_and_graceful_shutdown(
 
         # One exposition for all workers, on its own port, never on the public one.
         assert (await client.get("/metrics")).status_code == 404
-        exposition = (await client.get(gunicorn.metrics_url)).text
+        # /readyz answered from one worker; the other may still be in its lifespan (where
+        # its pool's capacity is added): give it a few seconds.
+        for _ in range(50):
+            exposition = (await client.get(gunicorn.metrics_url)).text
+            if "stampede_db_pool_capacity 40.0" in exposition:
+                break
+            await asyncio.sleep(0.1)
         assert 'route="/livez",status_class="2xx"} 50.0' in exposition
         assert "stampede_db_pool_capacity 40.0" in exposition  # 2 workers x (10 + 10)
 
