@@ -14,6 +14,7 @@ can name; a value the type would refuse bypasses the cache and gets the route's 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -90,8 +91,17 @@ def _cached_route(route: APIRoute, policy: CachePolicy, namespace: str) -> Cache
     return CachedRoute(route=route, policy=policy, canonical=canonical, namespace=namespace)
 
 
+# Requests resolved to (route, params, key) and remembered: routing by regex, parsing the
+# query and hashing the key cost more than the rest of a hit. Bounded, because paths and
+# query strings are the client's; distinct ones past this just take the slow way.
+RESOLVED_MAX = 4096
+
+Resolved = tuple[CachedRoute, Mapping[str, str], str]
+
+
 class RouteTable:
     def __init__(self, routes: Sequence[BaseRoute], namespace: str) -> None:
+        self._resolve = functools.lru_cache(maxsize=RESOLVED_MAX)(self._resolve_uncached)
         self._candidates: list[tuple[re.Pattern[str], CachedRoute | None]] = []
         for route in routes:
             regex = getattr(route, "path_regex", None)
@@ -107,6 +117,25 @@ class RouteTable:
     @property
     def cached(self) -> list[CachedRoute]:
         return [cached for _, cached in self._candidates if cached is not None]
+
+    def resolve(
+        self, path: str, query_string: bytes, headers: Sequence[tuple[bytes, bytes]]
+    ) -> Resolved | None:
+        """The cached route for a GET, its canonical path params and the cache key;
+        None when the request is not one the cache answers."""
+        resolved = self._resolve(path, query_string)
+        if resolved is None or not resolved[0].policy.vary:
+            return resolved
+        cached, params, _ = resolved
+        return cached, params, cached.key(params, query_string, headers)
+
+    def _resolve_uncached(self, path: str, query_string: bytes) -> Resolved | None:
+        matched = self.match(path)
+        if matched is None:
+            return None
+        cached, params = matched
+        # With Vary headers, ``resolve`` recomputes the key from the request's headers.
+        return cached, params, cached.key(params, query_string, ())
 
     def match(self, path: str) -> tuple[CachedRoute, dict[str, str]] | None:
         for regex, cached in self._candidates:

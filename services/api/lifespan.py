@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.routing import BaseRoute
 
 from services.api.cache_routes import ApiCache, RouteTable
+from services.core.access_log import AccessLog
 from services.core.cache import CacheCounters, TagInvalidator
 from services.core.cache.breaker import CircuitBreaker
 from services.core.cache.invalidation import InvalidationListener
@@ -22,6 +23,7 @@ from services.core.cache.l1 import LocalCache
 from services.core.cache.redis_tier import RedisTier
 from services.core.cache.tiered import TieredCache
 from services.core.db import create_engine, create_session_factory
+from services.core.metric_batch import MetricBatch
 from services.core.pool_metrics import forget_pool, instrument_pool
 from services.core.settings import Settings
 from services.core.timing import time_statements
@@ -38,6 +40,8 @@ class Resources:
     # None when ``cache.enabled`` is off.
     response_cache: ApiCache | None
     cache_metrics: CacheCounters
+    # This process's metric buffer (tests flush it before reading the registry).
+    metric_batch: MetricBatch
 
 
 class LifespanState(TypedDict):
@@ -67,10 +71,21 @@ def create_pubsub_redis(settings: Settings) -> Redis:
     )
 
 
+async def _flush_periodically(batch: MetricBatch, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        batch.flush()
+
+
 def lifespan_for(
-    settings: Settings, routes: Sequence[BaseRoute] = ()
+    settings: Settings,
+    routes: Sequence[BaseRoute] = (),
+    batch: MetricBatch | None = None,
+    access_log: AccessLog | None = None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[LifespanState]]:
-    """``routes``: the app's routes in routing order (the response cache's table)."""
+    """``routes``: the app's routes in routing order (the response cache's table);
+    ``batch`` and ``access_log``: the process's buffers, flushed here."""
+    batch = batch or MetricBatch()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
@@ -81,7 +96,11 @@ def lifespan_for(
         cache_redis = create_cache_redis(settings)
         pubsub_redis = create_pubsub_redis(settings)
         config = settings.cache
-        metrics = CacheCounters()
+        metrics = CacheCounters(batch)
+        flusher = asyncio.create_task(
+            _flush_periodically(batch, settings.metrics.flush_interval_s),
+            name="metric-flush",
+        )
         breaker = CircuitBreaker(failures=config.breaker_failures, reset_s=config.breaker_reset_s)
         tiers = None
         if config.enabled:
@@ -137,9 +156,16 @@ def lifespan_for(
                         else None
                     ),
                     cache_metrics=metrics,
+                    metric_batch=batch,
                 )
             }
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            batch.flush()
+            if access_log is not None:
+                access_log.flush()
             if listener_task is not None:
                 listener_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -3,19 +3,22 @@ nothing is built at import time and every worker builds its own pools after fork
 
 from __future__ import annotations
 
+import logging
 import logging.config
 
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from services.api.lifespan import lifespan_for
+from services.api.metrics import RequestMetrics
 from services.api.middleware.body_limit import BodySizeLimitMiddleware
-from services.api.middleware.metrics import MetricsMiddleware
-from services.api.middleware.request_context import RequestContextMiddleware
+from services.api.middleware.observe import RequestObservationMiddleware
 from services.api.middleware.response_cache import ResponseCacheMiddleware
 from services.api.problems import install_problem_handlers, problem_responses
 from services.api.routes import health, orders, products, users
-from services.core.logging import logging_config
+from services.core.access_log import AccessLog
+from services.core.logging import ACCESS_LOGGER, logging_config
+from services.core.metric_batch import MetricBatch
 from services.core.settings import Settings
 
 
@@ -23,11 +26,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logging.config.dictConfig(logging_config(settings.log.level, settings.log.json_format))
     routers = [health.router, users.router, products.router, orders.router]
+    # This process's metric buffer and access log, flushed by the lifespan.
+    batch = MetricBatch()
+    access_log = None
+    if settings.log.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):
+        access_log = AccessLog(
+            json_format=settings.log.json_format, flush_after_s=settings.log.access_log_flush_s
+        )
     app = FastAPI(
         title=settings.api.title,
         version="0.1.0",
         # The response cache matches its routes before routing, in the router's order.
-        lifespan=lifespan_for(settings, [route for r in routers for route in r.routes]),
+        lifespan=lifespan_for(
+            settings, [route for r in routers for route in r.routes], batch, access_log
+        ),
+        # FastAPI's native OpenTelemetry looks up the global providers on every request;
+        # we export Prometheus metrics and no traces, so that is pure per-request cost.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         # Every route can fail unexpectedly; document that it is a problem too.
         responses=problem_responses(500),
     )
@@ -44,8 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cache.enabled:
         # Outside the body limit: it answers GETs only, before anything reads a body.
         app.add_middleware(ResponseCacheMiddleware)
-    if settings.metrics.enabled:
-        app.add_middleware(MetricsMiddleware)
-    # Outermost last: request id + access log wrap everything else.
-    app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.log.access_log)
+    # Outermost last: request id, access log and metrics wrap everything else.
+    app.add_middleware(
+        RequestObservationMiddleware,
+        access_log=access_log,
+        metrics=RequestMetrics(batch) if settings.metrics.enabled else None,
+    )
     return app

@@ -7,6 +7,7 @@ import functools
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.core.metric_batch import MetricBatch
 from services.core.metrics import LATENCY_BUCKETS
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -50,3 +51,22 @@ def request_series(
         LATENCY.labels(method, route),
         RESPONSE_SIZE.labels(route),
     )
+
+
+class RequestMetrics:
+    """What the observation middleware records per request, through the process's
+    :class:`MetricBatch` (the in-flight count is sampled at each flush)."""
+
+    def __init__(self, batch: MetricBatch) -> None:
+        self.batch = batch
+        self.in_flight = 0
+        batch.track(IN_FLIGHT, lambda: self.in_flight)
+
+    def record(self, method: str, route: str, status: int, seconds: float, size: int) -> None:
+        requests, latency, response_size = request_series(
+            method_label(method), route, f"{status // 100}xx"
+        )
+        batch = self.batch
+        batch.inc(requests)
+        batch.observe(latency, seconds)
+        batch.observe(response_size, size)

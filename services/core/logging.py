@@ -15,6 +15,9 @@ from typing import Any
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
+# The api's access log (written by services.core.access_log, in this module's JSON shape).
+ACCESS_LOGGER = "stampede.access"
+
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged.
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()) | {
     "message",

@@ -195,12 +195,17 @@ class MetricsSettings(BaseModel):
     enabled: bool = True
     bind: str = "127.0.0.1:9100"
     multiproc_dir: str | None = None
+    # Each process buffers its samples and writes them out this often (and at shutdown):
+    # see services.core.metric_batch. Far below any scrape interval.
+    flush_interval_s: float = Field(1.0, gt=0, le=10)
 
 
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
     access_log: bool = True
+    # Access lines are written in batches, at most this long after a request ended.
+    access_log_flush_s: float = Field(0.2, gt=0, le=5)
 
 
 class Settings(BaseSettings):

@@ -5,6 +5,7 @@ import asyncio
 import httpx
 from prometheus_client import REGISTRY
 
+from tests.api.conftest import RunningApi
 from tests.api.factories import create_user
 
 
@@ -22,12 +23,17 @@ def sample(name: str, **labels: str) -> float:
     return value or 0.0
 
 
-async def test_requests_are_counted_by_route_template(client: httpx.AsyncClient) -> None:
+async def test_requests_are_counted_by_route_template(
+    api: RunningApi, client: httpx.AsyncClient
+) -> None:
     user = await create_user(client)
     labels = {"method": "GET", "route": "/users/{user_id}", "status_class": "2xx"}
+    api.resources.metric_batch.flush()
     before = sample("stampede_http_requests_total", **labels)
     await client.get(f"/users/{user['id']}")
     await client.get("/no/such/path")
+    # Samples are buffered per process and written out every second (and at shutdown).
+    api.resources.metric_batch.flush()
     assert sample("stampede_http_requests_total", **labels) == before + 1
     assert sample(
         "stampede_http_requests_total", method="GET", route="<unmatched>", status_class="4xx"
@@ -37,13 +43,17 @@ async def test_requests_are_counted_by_route_template(client: httpx.AsyncClient)
     )
 
 
-async def test_series_stay_bounded_over_10000_distinct_ids(client: httpx.AsyncClient) -> None:
+async def test_series_stay_bounded_over_10000_distinct_ids(
+    api: RunningApi, client: httpx.AsyncClient
+) -> None:
     await client.get("/users/1")
     await client.request("BREW", "/users/2")  # an unknown method must not mint a label
+    api.resources.metric_batch.flush()
     baseline = series()
     for start in range(1, 10_001, 200):
         await asyncio.gather(*(client.get(f"/users/{i}") for i in range(start, start + 200)))
     await client.request("BREW", "/users/3")
+    api.resources.metric_batch.flush()
     assert series() == baseline
 
 

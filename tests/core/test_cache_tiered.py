@@ -13,6 +13,7 @@ from services.core.cache.breaker import CircuitBreaker
 from services.core.cache.l1 import LocalCache
 from services.core.cache.redis_tier import RedisTier
 from services.core.cache.tiered import Computed, TieredCache
+from services.core.metric_batch import MetricBatch
 from services.core.settings import CacheSettings
 from tests.conftest import RedisEndpoint
 
@@ -31,7 +32,7 @@ async def client(cache_redis_server: RedisEndpoint) -> AsyncIterator[redis.Redis
 
 def tiers(client: redis.Redis) -> tuple[TieredCache, TagInvalidator]:
     settings = CacheSettings(namespace="test", l1_ttl_s=0.05)
-    metrics = CacheCounters()
+    metrics = CacheCounters(MetricBatch())
     breaker = CircuitBreaker(failures=3, reset_s=1)
     cache = TieredCache(
         settings,

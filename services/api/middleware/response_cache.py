@@ -35,15 +35,18 @@ class ResponseCacheMiddleware:
             return
         resources = (scope.get("state") or {}).get("resources")
         cache: ApiCache | None = getattr(resources, "response_cache", None)
-        matched = cache.routes.match(scope["path"]) if cache is not None else None
-        if cache is None or matched is None:
+        headers = scope["headers"]
+        resolved = (
+            cache.routes.resolve(scope["path"], scope["query_string"], headers)
+            if cache is not None
+            else None
+        )
+        if cache is None or resolved is None:
             await self.app(scope, receive, send)
             return
-        cached, path_params = matched
+        cached, path_params, key = resolved
         # The router has not run: label the request for the access log and metrics.
         scope["route"] = cached.route
-        headers = scope["headers"]
-        key = cached.key(path_params, scope["query_string"], headers)
 
         entry = cache.tiers.l1.get(key)
         if entry is not None:

@@ -7,10 +7,13 @@ api's other metrics) and also keeps this process's own tallies, which tests read
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Literal, Protocol
 
 from prometheus_client import Counter as PromCounter
+
+from services.core.metric_batch import MetricBatch
 
 Tier = Literal["l1", "l2"]
 
@@ -40,27 +43,40 @@ class CacheMetrics(Protocol):
 
 
 class CacheCounters:
-    """Prometheus counters plus in-process tallies: ``counts[("hit", "/products", "l1")]``."""
+    """Prometheus counters plus in-process tallies: ``counts[("hit", "/products", "l1")]``.
 
-    def __init__(self) -> None:
+    Exports go through the process's :class:`MetricBatch` (a hit is on the hot path)."""
+
+    def __init__(self, batch: MetricBatch) -> None:
         self.counts: Counter[tuple[str, ...]] = Counter()
+        self._batch = batch
+
+    def _export(self, counter: PromCounter, *labels: str) -> None:
+        self._batch.inc(_child(counter, labels))
 
     def hit(self, route: str, tier: Tier) -> None:
         self.counts["hit", route, tier] += 1
-        HITS.labels(route, tier).inc()
+        self._export(HITS, route, tier)
 
     def miss(self, route: str) -> None:
         self.counts["miss", route] += 1
-        MISSES.labels(route).inc()
+        self._export(MISSES, route)
 
     def stale(self, route: str) -> None:
         self.counts["stale", route] += 1
-        STALE.labels(route).inc()
+        self._export(STALE, route)
 
     def error(self, operation: str) -> None:
         self.counts["error", operation] += 1
-        ERRORS.labels(operation).inc()
+        self._export(ERRORS, operation)
 
     def l1_eviction(self, route: str) -> None:
         self.counts["l1_eviction", route] += 1
-        L1_EVICTIONS.labels(route).inc()
+        self._export(L1_EVICTIONS, route)
+
+
+@functools.cache
+def _child(counter: PromCounter, labels: tuple[str, ...]) -> PromCounter:
+    # Labels are bounded (route templates, tiers, operation names): look each child up
+    # once; ``labels()`` takes a lock and builds a key on every call.
+    return counter.labels(*labels)
