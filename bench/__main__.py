@@ -6,6 +6,8 @@ same worker count), one at a time, each warmed up first:
 * cached: the api, on the local stack's Postgres, PgBouncer and cache Redis (``make up``),
   ``GET /products?category=cat3``;
 * uncached: the same route on an api instance with ``STAMPEDE_CACHE__ENABLED=false``;
+* same bytes: a bare ASGI app sending the cached response's exact status, headers and
+  body, captured from the cached run — the ceiling for any cache answering in Python;
 * FastAPI hello: a FastAPI app with one route returning a dict;
 * bare ASGI: an ASGI callable that sends a constant response.
 
@@ -15,6 +17,7 @@ The machine is shared and noisy: compare the ratios, not the absolute numbers.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -31,7 +34,9 @@ from services.devstack.stack import API_COMMAND, API_ENV, API_URL, STACK_DIR
 from services.devstack.supervision import VENV_BIN
 
 HOT_PATH = "/products?category=cat3"
-FLOORS = ("fastapi-hello", "bare-asgi")
+FLOORS = ("fastapi-hello", "bare-asgi", "same-bytes")
+# Set per connection or per response by the server itself, so not replayed.
+_SERVER_HEADERS = frozenset({"date", "server", "connection", "transfer-encoding"})
 GUNICORN = [str(VENV_BIN / "gunicorn"), "-c", "python:services.api.gunicorn_conf"]
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -107,6 +112,20 @@ def gunicorn(app: list[str], name: str, extra_env: dict[str, str]) -> Iterator[s
         process.wait(30)
 
 
+def capture(url: str) -> dict[str, object]:
+    """The response as wrk receives it (no Accept-Encoding), for the same-bytes ceiling."""
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+        return {
+            "status": response.status,
+            "headers": [
+                (name.lower(), value)
+                for name, value in response.getheaders()
+                if name.lower() not in _SERVER_HEADERS
+            ],
+            "body": response.read().decode("latin-1"),
+        }
+
+
 def measure(name: str, url: str, args: argparse.Namespace) -> Result:
     wrk(url, seconds=args.warmup, connections=args.connections, threads=args.threads)
     rps, p50, p99 = wrk(
@@ -132,10 +151,15 @@ def main() -> int:
 
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, one at a time")
     results = []
+    captured = STACK_DIR / "bench-response.json"
     with gunicorn(API_COMMAND[-1:], "cached", {}) as url:
         results.append(measure("cached", url + HOT_PATH, args))
+        captured.write_text(json.dumps(capture(url + HOT_PATH)))
     with gunicorn(API_COMMAND[-1:], "uncached", {"STAMPEDE_CACHE__ENABLED": "false"}) as url:
         results.append(measure("uncached", url + HOT_PATH, args))
+    same_bytes = {"STAMPEDE_BENCH_RESPONSE": str(captured)}
+    with gunicorn(["bench.floors.same_bytes:app"], "same-bytes", same_bytes) as url:
+        results.append(measure("same bytes", url + "/", args))
     with gunicorn(["bench.floors.fastapi_hello:app"], "fastapi-hello", {}) as url:
         results.append(measure("fastapi hello", url + "/", args))
     with gunicorn(["bench.floors.bare_asgi:app"], "bare-asgi", {}) as url:
@@ -152,6 +176,11 @@ def main() -> int:
             f"| {r.rps / hello:.2f} | {r.rps / bare:.2f} |"
         )
     cached = by_name["cached"]
+    print()
+    print(
+        f"cached = {cached.rps / by_name['same bytes'].rps:.2f}x the same bytes from bare ASGI "
+        "(the ceiling for a cache answering in Python under this server)"
+    )
     checks = {
         "cached ≥ 2x FastAPI hello": cached.rps >= 2 * hello,
         "cached ≥ 0.5x bare ASGI": cached.rps >= 0.5 * bare,
