@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +66,7 @@ def run_gunicorn(
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: see the cleanup below
         )
     server = Gunicorn(
         process,
@@ -86,5 +89,11 @@ def run_gunicorn(
         yield server
     finally:
         if process.poll() is None:
-            process.kill()
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+        # uvicorn workers do not watch their master: killing only the master (as this
+        # did with SIGKILL) left both workers serving, orphaned, after the test run.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
