@@ -176,6 +176,8 @@ class ServerSettings(BaseModel):
     # high (10^6), with jitter so the workers never restart together.
     max_requests: int = Field(0, ge=0)
     max_requests_jitter: int = Field(0, ge=0)
+    # gc.freeze() the objects built at startup, in each worker (see services.api.lifespan).
+    gc_freeze: bool = True
     # Longer than any load balancer idle timeout in front of us (AWS ALB: 60 s), so the
     # balancer, not us, closes idle connections and never sends on a half-closed one.
     keepalive_s: int = Field(65, ge=1)
