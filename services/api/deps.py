@@ -14,14 +14,16 @@ from services.core.pool_metrics import check_out
 from services.core.settings import Settings
 
 
-def get_resources(request: Request) -> Resources:
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
+# dependency in the thread pool — a thread hand-off per request for an attribute read.
+async def get_resources(request: Request) -> Resources:
     return cast(Resources, request.state.resources)
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
