@@ -12,6 +12,11 @@ same worker count), one at a time, each warmed up first:
 * bare ASGI: an ASGI callable that sends a constant response.
 
 The machine is shared and noisy: compare the ratios, not the absolute numbers.
+
+``--isolate`` pins each server (one worker) to the last CPU and wrk (one thread) to the
+others, so the load generator never takes the server's core: on a 2-core machine the
+default run shares both cores, which adds wrk's constant cost to every scenario and
+pulls all ratios towards 1.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from services.devstack.stack import API_COMMAND, API_ENV, API_URL, STACK_DIR
 from services.devstack.supervision import VENV_BIN
 
 HOT_PATH = "/products?category=cat3"
-FLOORS = ("fastapi-hello", "bare-asgi", "same-bytes")
+FLOORS = ("fastapi-hello", "bare-asgi", "same-bytes")  # no /readyz: they answer on /
 # Set per connection or per response by the server itself, so not replayed.
 _SERVER_HEADERS = frozenset({"date", "server", "connection", "transfer-encoding"})
 GUNICORN = [str(VENV_BIN / "gunicorn"), "-c", "python:services.api.gunicorn_conf"]
@@ -56,9 +61,17 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def wrk(url: str, *, seconds: int, connections: int, threads: int) -> tuple[float, float, float]:
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus, *command] if cpus else command
+
+
+def wrk(
+    url: str, *, seconds: int, connections: int, threads: int, cpus: str | None = None
+) -> tuple[float, float, float]:
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        pinned(
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url], cpus
+        ),
         capture_output=True,
         text=True,
         check=True,
@@ -80,7 +93,9 @@ def _ready(url: str) -> bool:
 
 
 @contextmanager
-def gunicorn(app: list[str], name: str, extra_env: dict[str, str]) -> Iterator[str]:
+def gunicorn(
+    app: list[str], name: str, extra_env: dict[str, str], cpus: str | None = None
+) -> Iterator[str]:
     """A gunicorn with the api's config, on free ports; stopped on exit.
 
     Every scenario is started this way, logging to a file, so none pays for another's
@@ -99,7 +114,11 @@ def gunicorn(app: list[str], name: str, extra_env: dict[str, str]) -> Iterator[s
     log = STACK_DIR / "logs" / f"bench-{name}.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [*GUNICORN, *app], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            pinned([*GUNICORN, *app], cpus),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://{LOCALHOST}:{port}"
     try:
@@ -134,10 +153,9 @@ def capture(url: str) -> dict[str, object]:
 
 
 def measure(name: str, url: str, args: argparse.Namespace) -> Result:
-    wrk(url, seconds=args.warmup, connections=args.connections, threads=args.threads)
-    rps, p50, p99 = wrk(
-        url, seconds=args.duration, connections=args.connections, threads=args.threads
-    )
+    load = {"connections": args.connections, "threads": args.threads, "cpus": args.wrk_cpus}
+    wrk(url, seconds=args.warmup, **load)
+    rps, p50, p99 = wrk(url, seconds=args.duration, **load)
     print(f"  {name:<16} {rps:>10.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms", flush=True)
     return Result(name, rps, p50, p99)
 
@@ -148,7 +166,20 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--isolate", action="store_true", help="servers (1 worker) and wrk on separate CPUs"
+    )
     args = parser.parse_args()
+    args.wrk_cpus = server_cpus = None
+    env: dict[str, str] = {}
+    if args.isolate:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2 or shutil.which("taskset") is None:
+            print("--isolate needs two CPUs and taskset (util-linux)", file=sys.stderr)
+            return 1
+        server_cpus, args.wrk_cpus = str(cpus[-1]), ",".join(map(str, cpus[:-1]))
+        args.threads = len(cpus) - 1
+        env = {"STAMPEDE_SERVER__WORKERS": "1"}
     if shutil.which("wrk") is None:
         print("wrk is missing: `make bench` installs it", file=sys.stderr)
         return 1
@@ -157,20 +188,24 @@ def main() -> int:
         return 1
 
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, one at a time")
+    if args.isolate:
+        print(f"servers: 1 worker on CPU {server_cpus}; wrk on CPU {args.wrk_cpus}")
     results = []
     captured = STACK_DIR / "bench-response.json"
-    with gunicorn(API_COMMAND[-1:], "cached", {}) as url:
-        results.append(measure("cached", url + HOT_PATH, args))
-        captured.write_text(json.dumps(capture(url + HOT_PATH)))
-    with gunicorn(API_COMMAND[-1:], "uncached", {"STAMPEDE_CACHE__ENABLED": "false"}) as url:
-        results.append(measure("uncached", url + HOT_PATH, args))
     same_bytes = {"STAMPEDE_BENCH_RESPONSE": str(captured)}
-    with gunicorn(["bench.floors.same_bytes:app"], "same-bytes", same_bytes) as url:
-        results.append(measure("same bytes", url + "/", args))
-    with gunicorn(["bench.floors.fastapi_hello:app"], "fastapi-hello", {}) as url:
-        results.append(measure("fastapi hello", url + "/", args))
-    with gunicorn(["bench.floors.bare_asgi:app"], "bare-asgi", {}) as url:
-        results.append(measure("bare ASGI", url + "/", args))
+    scenarios = [
+        ("cached", API_COMMAND[-1:], HOT_PATH, {}),
+        ("uncached", API_COMMAND[-1:], HOT_PATH, {"STAMPEDE_CACHE__ENABLED": "false"}),
+        ("same bytes", ["bench.floors.same_bytes:app"], "/", same_bytes),
+        ("fastapi hello", ["bench.floors.fastapi_hello:app"], "/", {}),
+        ("bare ASGI", ["bench.floors.bare_asgi:app"], "/", {}),
+    ]
+    for name, app, path, extra in scenarios:
+        slug = name.replace(" ", "-").lower()
+        with gunicorn(app, slug, {**env, **extra}, server_cpus) as url:
+            results.append(measure(name, url + path, args))
+            if name == "cached":
+                captured.write_text(json.dumps(capture(url + path)))
 
     by_name = {result.name: result for result in results}
     hello, bare = by_name["fastapi hello"].rps, by_name["bare ASGI"].rps

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 import logging.config
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp
 
 from services.api.lifespan import lifespan_for
 from services.api.metrics import RequestMetrics
@@ -22,6 +25,25 @@ from services.core.metric_batch import MetricBatch
 from services.core.settings import Settings
 
 
+class StampedeApi(FastAPI):
+    """FastAPI with our request-observation and response-cache layers *outside* its own
+    middleware stack.
+
+    Starlette wraps ``add_middleware`` layers in its error middleware, and FastAPI adds
+    its exception-telemetry and body-limit layers: three calls and a ``send`` wrapper
+    before a cached hit could be answered (~20 % of a hit). Our outer layers only read
+    headers, never the body, and answer for their own failures with the same RFC 9457
+    500 (``services.api.middleware.observe``).
+    """
+
+    def __init__(self, *, outer: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        self._outer = outer
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._outer(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logging.config.dictConfig(logging_config(settings.log.level, settings.log.json_format))
@@ -33,7 +55,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access_log = AccessLog(
             json_format=settings.log.json_format, flush_after_s=settings.log.access_log_flush_s
         )
-    app = FastAPI(
+    request_metrics = RequestMetrics(batch) if settings.metrics.enabled else None
+
+    def outer(app: ASGIApp) -> ASGIApp:
+        # Inside out: the cache (GETs only, before anything reads a body) wraps FastAPI's
+        # stack; request id, access log and metrics wrap everything.
+        if settings.cache.enabled:
+            app = ResponseCacheMiddleware(app)
+        return RequestObservationMiddleware(app, access_log=access_log, metrics=request_metrics)
+
+    app = StampedeApi(
+        outer=outer,
         title=settings.api.title,
         version="0.1.0",
         # The response cache matches its routes before routing, in the router's order.
@@ -55,14 +87,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         GZipMiddleware,
         minimum_size=settings.cache.compress_min_bytes,
         compresslevel=settings.cache.gzip_level,
-    )
-    if settings.cache.enabled:
-        # Outside the body limit: it answers GETs only, before anything reads a body.
-        app.add_middleware(ResponseCacheMiddleware)
-    # Outermost last: request id, access log and metrics wrap everything else.
-    app.add_middleware(
-        RequestObservationMiddleware,
-        access_log=access_log,
-        metrics=RequestMetrics(batch) if settings.metrics.enabled else None,
     )
     return app

@@ -128,15 +128,20 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     )
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
-    log.error("unhandled exception", exc_info=exc)
+def internal_error_response(instance: str) -> ProblemResponse:
+    """The 500 for anything unexpected: no internals in the body (they are logged)."""
     return problem_response(
         500,
         type_=PROBLEM_BASE + "internal-error",
         title="Internal server error",
         detail=None,
-        instance=request.url.path,
+        instance=instance,
     )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
+    log.error("unhandled exception", exc_info=exc)
+    return internal_error_response(request.url.path)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

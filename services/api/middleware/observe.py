@@ -16,6 +16,7 @@ a measurable share of the request.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import time
@@ -23,9 +24,12 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.metrics import RequestMetrics
+from services.api.problems import internal_error_response
 from services.core.access_log import AccessLog
 from services.core.logging import request_id_var
 from services.core.timing import request_timing
+
+log = logging.getLogger("stampede.errors")
 
 # Anything else (too long, control characters, spaces) is replaced, never echoed back.
 _ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -79,7 +83,7 @@ class RequestObservationMiddleware:
         timing = request_timing.start() if metrics is not None else None
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         started = time.perf_counter()
-        status = 500
+        status = 0  # no response started yet
         size = 0
 
         async def observed_send(message: Message) -> None:
@@ -99,7 +103,15 @@ class RequestObservationMiddleware:
             metrics.in_flight += 1
         try:
             await self.app(scope, receive, observed_send)
+        except Exception:
+            # FastAPI's own error middleware answers what the routes raise; this layer
+            # wraps it (and the response cache), so it answers for what fails out here.
+            if not status:
+                log.error("unhandled exception", exc_info=True)
+                await internal_error_response(scope["path"])(scope, receive, observed_send)
+            raise
         finally:
+            status = status or 500  # the client got nothing: count it as the 500 it is
             elapsed = time.perf_counter() - started
             route = route_template(scope)
             if metrics is not None:
