@@ -5,19 +5,30 @@ from __future__ import annotations
 
 from typing import Any
 
-BODY = b'{"message":"hello"}'
-START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [(b"content-type", b"application/json"), (b"content-length", b"19")],
-}
+Message = dict[str, Any]
+App = Any
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    await send(START)
-    await send({"type": "http.response.body", "body": BODY})
+def constant_response(start: Message, body: bytes) -> App:
+    """An ASGI app that answers every request with ``start`` and ``body``."""
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+app = constant_response(
+    {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"19")],
+    },
+    b'{"message":"hello"}',
+)

@@ -12,22 +12,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+
+from bench.floors.bare_asgi import constant_response
 
 _captured = json.loads(Path(os.environ["STAMPEDE_BENCH_RESPONSE"]).read_text())
-START = {
-    "type": "http.response.start",
-    "status": _captured["status"],
-    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in _captured["headers"]],
-}
-BODY = _captured["body"].encode("latin-1")
-
-
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    await send(START)
-    await send({"type": "http.response.body", "body": BODY})
+app = constant_response(
+    {
+        "type": "http.response.start",
+        "status": _captured["status"],
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in _captured["headers"]],
+    },
+    _captured["body"].encode("latin-1"),
+)
