@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.lifespan import lifespan_for
 from services.api.metrics import RequestMetrics
@@ -26,22 +26,22 @@ from services.core.settings import Settings
 
 
 class StampedeApi(FastAPI):
-    """FastAPI with our request-observation and response-cache layers *outside* its own
-    middleware stack.
+    """FastAPI with our request-observation and response-cache layers *outside* it.
 
-    Starlette wraps ``add_middleware`` layers in its error middleware, and FastAPI adds
-    its exception-telemetry and body-limit layers: three calls and a ``send`` wrapper
-    before a cached hit could be answered (~20 % of a hit). Our outer layers only read
-    headers, never the body, and answer for their own failures with the same RFC 9457
-    500 (``services.api.middleware.observe``).
+    ``add_middleware`` layers run inside Starlette's error middleware and FastAPI's
+    exception-telemetry and body-limit layers: four calls and a ``send`` wrapper before a
+    cached hit could be answered (~20 % of a hit). Our outer layers only read headers,
+    never the body, pass anything but HTTP (the lifespan) straight through, and answer
+    for their own failures with the same RFC 9457 500
+    (``services.api.middleware.observe``).
     """
 
     def __init__(self, *, outer: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
-        self._outer = outer
         super().__init__(**kwargs)
+        self._outer = outer(super().__call__)
 
-    def build_middleware_stack(self) -> ASGIApp:
-        return self._outer(super().build_middleware_stack())
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._outer(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

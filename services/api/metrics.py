@@ -3,11 +3,9 @@ a fixed set of methods — a client can never mint a new series."""
 
 from __future__ import annotations
 
-import functools
-
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.core.metric_batch import MetricBatch
+from services.core.metric_batch import CounterTally, HistogramTally, MetricBatch
 from services.core.metrics import LATENCY_BUCKETS
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -40,33 +38,37 @@ def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "OTHER"
 
 
-@functools.cache
-def request_series(
-    method: str, route: str, status_class: str
-) -> tuple[Counter, Histogram, Histogram]:
-    """The labelled children for one kind of request, looked up once per process: the
-    label sets are bounded, and ``labels()`` takes a lock and builds a key every call."""
-    return (
-        REQUESTS.labels(method, route, status_class),
-        LATENCY.labels(method, route),
-        RESPONSE_SIZE.labels(route),
-    )
-
-
 class RequestMetrics:
-    """What the observation middleware records per request, through the process's
-    :class:`MetricBatch` (the in-flight count is sampled at each flush)."""
+    """What the observation middleware records per request, into the process's
+    :class:`MetricBatch` (the in-flight count is sampled at each flush).
+
+    Each kind of request (method label, route template, status class) gets its three
+    tallies once; after that, recording is one dict lookup and three additions."""
 
     def __init__(self, batch: MetricBatch) -> None:
         self.batch = batch
         self.in_flight = 0
+        self._series: dict[
+            tuple[str, str, int], tuple[CounterTally, HistogramTally, HistogramTally]
+        ] = {}
         batch.track(IN_FLIGHT, lambda: self.in_flight)
 
     def record(self, method: str, route: str, status: int, seconds: float, size: int) -> None:
-        requests, latency, response_size = request_series(
-            method_label(method), route, f"{status // 100}xx"
+        # Labels stay bounded: unknown methods are one label, statuses are classes.
+        key = (method_label(method), route, status // 100)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._tallies(*key)
+        requests, latency, response_size = series
+        requests.inc()
+        latency.observe(seconds)
+        response_size.observe(size)
+
+    def _tallies(
+        self, method: str, route: str, status_class: int
+    ) -> tuple[CounterTally, HistogramTally, HistogramTally]:
+        return (
+            self.batch.counter(REQUESTS.labels(method, route, f"{status_class}xx")),
+            self.batch.histogram(LATENCY.labels(method, route)),
+            self.batch.histogram(RESPONSE_SIZE.labels(route)),
         )
-        batch = self.batch
-        batch.inc(requests)
-        batch.observe(latency, seconds)
-        batch.observe(response_size, size)

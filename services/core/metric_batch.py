@@ -23,7 +23,21 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
 
 
-class _HistogramTally:
+class CounterTally:
+    """Pending increments of one counter child."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.pending += amount
+
+
+class HistogramTally:
+    """Pending observations of one histogram child, per bucket."""
+
     __slots__ = ("bounds", "counts", "total")
 
     def __init__(self, bounds: list[float]) -> None:
@@ -31,25 +45,41 @@ class _HistogramTally:
         self.counts = [0] * len(bounds)
         self.total = 0.0
 
+    def observe(self, value: float) -> None:
+        # The first bucket whose bound is >= value: prometheus_client's ``value <= bound``.
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
 
 class MetricBatch:
+    """Hot code asks once for a child's tally (:meth:`counter`, :meth:`histogram`) and
+    keeps it; :meth:`inc` and :meth:`observe` look it up per call, for colder code."""
+
     def __init__(self) -> None:
-        self._counters: dict[Counter, float] = {}
-        self._histograms: dict[Histogram, _HistogramTally] = {}
+        self._counters: dict[Counter, CounterTally] = {}
+        self._histograms: dict[Histogram, HistogramTally] = {}
         self._gauges: dict[Gauge, float] = {}
         self._tracked: list[tuple[Gauge, Callable[[], float]]] = []
+        self._exports: list[Callable[[], None]] = []
 
-    def inc(self, counter: Counter, amount: float = 1.0) -> None:
+    def counter(self, counter: Counter) -> CounterTally:
         """``counter``: a labelled child (``COUNTER.labels(...)``), or an unlabelled one."""
-        self._counters[counter] = self._counters.get(counter, 0.0) + amount
+        tally = self._counters.get(counter)
+        if tally is None:
+            tally = self._counters[counter] = CounterTally()
+        return tally
 
-    def observe(self, histogram: Histogram, value: float) -> None:
+    def histogram(self, histogram: Histogram) -> HistogramTally:
         tally = self._histograms.get(histogram)
         if tally is None:
-            tally = self._histograms[histogram] = _HistogramTally(_upper_bounds(histogram))
-        # The first bucket whose bound is >= value: prometheus_client's ``value <= bound``.
-        tally.counts[bisect_left(tally.bounds, value)] += 1
-        tally.total += value
+            tally = self._histograms[histogram] = HistogramTally(_upper_bounds(histogram))
+        return tally
+
+    def inc(self, counter: Counter, amount: float = 1.0) -> None:
+        self.counter(counter).inc(amount)
+
+    def observe(self, histogram: Histogram, value: float) -> None:
+        self.histogram(histogram).observe(value)
 
     def set(self, gauge: Gauge, value: float) -> None:
         """The value written at the next flush (a gauge is a sample anyway)."""
@@ -59,17 +89,24 @@ class MetricBatch:
         """Set ``gauge`` to ``read()`` at every flush."""
         self._tracked.append((gauge, read))
 
+    def on_flush(self, export: Callable[[], None]) -> None:
+        """Call ``export`` at every flush (for tallies kept elsewhere)."""
+        self._exports.append(export)
+
     def flush(self) -> None:
+        for export in self._exports:
+            export()
         for gauge, read in self._tracked:
             self._gauges[gauge] = read()
-        counters, self._counters = self._counters, {}
-        for counter, amount in counters.items():
-            counter.inc(amount)
-        for histogram, tally in self._histograms.items():
-            if any(tally.counts):
-                _add_observations(histogram, tally.counts, tally.total)
-                tally.counts = [0] * len(tally.counts)
-                tally.total = 0.0
+        for counter, counted in self._counters.items():
+            if counted.pending:
+                amount, counted.pending = counted.pending, 0.0
+                counter.inc(amount)
+        for histogram, observed in self._histograms.items():
+            if any(observed.counts):
+                _add_observations(histogram, observed.counts, observed.total)
+                observed.counts = [0] * len(observed.counts)
+                observed.total = 0.0
         gauges, self._gauges = self._gauges, {}
         for gauge, value in gauges.items():
             gauge.set(value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
@@ -20,15 +20,17 @@ from sqlalchemy.engine import Engine
 class Timing:
     db_seconds: float = 0.0
     db_statements: int = 0
-    _pending: list[float] = field(default_factory=list)
+    # Start times of statements in flight; made on the first statement (a cached hit
+    # has none, and this object is built for every request).
+    _pending: list[float] | None = None
 
     def header(self, *, total_ms: float) -> str:
-        parts = [f"app;dur={total_ms:.1f}"]
-        if self.db_statements:
-            parts.append(
-                f'db;dur={self.db_seconds * 1000:.1f};desc="{self.db_statements} statements"'
-            )
-        return ", ".join(parts)
+        if not self.db_statements:
+            return f"app;dur={total_ms:.1f}"
+        return (
+            f"app;dur={total_ms:.1f}, "
+            f'db;dur={self.db_seconds * 1000:.1f};desc="{self.db_statements} statements"'
+        )
 
 
 class RequestTiming:
@@ -58,6 +60,8 @@ def time_statements(engine: Engine) -> None:
     def _before(*_: Any) -> None:
         timing = request_timing.current()
         if timing is not None:
+            if timing._pending is None:
+                timing._pending = []
             timing._pending.append(time.perf_counter())
 
     @event.listens_for(engine, "after_cursor_execute")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from services.core.cache import CacheCounters
 from services.core.metric_batch import MetricBatch
 from services.core.metrics import LATENCY_BUCKETS
 
@@ -60,3 +61,24 @@ def test_an_empty_flush_writes_nothing() -> None:
     batch.flush()
     batch.flush()
     assert registry.get_sample_value("c_total") == 3
+
+
+def test_cache_counters_export_what_they_counted_since_the_last_flush() -> None:
+    labels = {"route": "/test-export", "tier": "l1"}
+
+    def exported() -> float:
+        return REGISTRY.get_sample_value("stampede_cache_hits_total", labels) or 0.0
+
+    batch = MetricBatch()
+    counters = CacheCounters(batch)
+    before = exported()
+    counters.hit("/test-export", "l1")
+    counters.hit("/test-export", "l1")
+    assert exported() == before
+    batch.flush()
+    assert exported() == before + 2
+    counters.hit("/test-export", "l1")
+    batch.flush()
+    batch.flush()
+    assert exported() == before + 3
+    assert counters.counts["hit", "/test-export", "l1"] == 3

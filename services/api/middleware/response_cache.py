@@ -14,6 +14,7 @@ client send every request to the database.
 
 from __future__ import annotations
 
+import functools
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,7 +103,7 @@ async def _send_entry(
     # max-age is the freshness lifetime and Age what is used of it (RFC 9111 §4.2.3): a
     # client subtracts one from the other, and sees a stale-served entry as stale.
     dynamic = [
-        (b"cache-control", f"{visibility}, max-age={int(entry.ttl_s)}".encode()),
+        (b"cache-control", _cache_control(visibility, int(entry.ttl_s))),
         (b"age", str(int(entry.age(time.monotonic()))).encode()),
         (b"x-cache", x_cache),
     ]
@@ -124,6 +125,11 @@ async def _send_computed(send: Send, computed: Computed) -> None:
     headers = [*computed.headers, (b"x-cache", b"miss")]
     await send({"type": "http.response.start", "status": computed.status, "headers": headers})
     await send({"type": "http.response.body", "body": computed.body})
+
+
+@functools.lru_cache(maxsize=256)  # a few visibilities x TTLs, from the route policies
+def _cache_control(visibility: str, max_age: int) -> bytes:
+    return f"{visibility}, max-age={max_age}".encode()
 
 
 def accepts_gzip(accept_encoding: bytes) -> bool:
