@@ -53,12 +53,11 @@ class HistogramTally:
 
 class MetricBatch:
     """Hot code asks once for a child's tally (:meth:`counter`, :meth:`histogram`) and
-    keeps it; :meth:`inc` and :meth:`observe` look it up per call, for colder code."""
+    keeps it; gauges are read at flush (:meth:`track`)."""
 
     def __init__(self) -> None:
         self._counters: dict[Counter, CounterTally] = {}
         self._histograms: dict[Histogram, HistogramTally] = {}
-        self._gauges: dict[Gauge, float] = {}
         self._tracked: list[tuple[Gauge, Callable[[], float]]] = []
         self._exports: list[Callable[[], None]] = []
 
@@ -75,18 +74,8 @@ class MetricBatch:
             tally = self._histograms[histogram] = HistogramTally(_upper_bounds(histogram))
         return tally
 
-    def inc(self, counter: Counter, amount: float = 1.0) -> None:
-        self.counter(counter).inc(amount)
-
-    def observe(self, histogram: Histogram, value: float) -> None:
-        self.histogram(histogram).observe(value)
-
-    def set(self, gauge: Gauge, value: float) -> None:
-        """The value written at the next flush (a gauge is a sample anyway)."""
-        self._gauges[gauge] = value
-
     def track(self, gauge: Gauge, read: Callable[[], float]) -> None:
-        """Set ``gauge`` to ``read()`` at every flush."""
+        """Set ``gauge`` to ``read()`` at every flush (a gauge is a sample anyway)."""
         self._tracked.append((gauge, read))
 
     def on_flush(self, export: Callable[[], None]) -> None:
@@ -96,8 +85,6 @@ class MetricBatch:
     def flush(self) -> None:
         for export in self._exports:
             export()
-        for gauge, read in self._tracked:
-            self._gauges[gauge] = read()
         for counter, counted in self._counters.items():
             if counted.pending:
                 amount, counted.pending = counted.pending, 0.0
@@ -107,9 +94,8 @@ class MetricBatch:
                 _add_observations(histogram, observed.counts, observed.total)
                 observed.counts = [0] * len(observed.counts)
                 observed.total = 0.0
-        gauges, self._gauges = self._gauges, {}
-        for gauge, value in gauges.items():
-            gauge.set(value)
+        for gauge, read in self._tracked:
+            gauge.set(read())
 
 
 # prometheus_client has no public "observe n values at once" (its histogram records one

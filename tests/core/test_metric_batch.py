@@ -39,9 +39,9 @@ def test_batched_histogram_counter_and_gauge_equal_per_event_calls() -> None:
     for round_ in range(2):  # a second flush adds to the first
         for value in values:
             direct_h.labels("/a").observe(value)
-            batch.observe(batched_h.labels("/a"), value)
+            batch.histogram(batched_h.labels("/a")).observe(value)
             direct_c.labels("/a").inc()
-            batch.inc(batched_c.labels("/a"))
+            batch.counter(batched_c.labels("/a")).inc()
         assert registry.get_sample_value("batched_c_total", {"route": "/a"}) == len(values) * round_
         batch.flush()
         direct, batched = exposition(registry, "direct_"), exposition(registry, "batched_")
@@ -57,7 +57,7 @@ def test_an_empty_flush_writes_nothing() -> None:
     counter = Counter("c", "c", registry=registry)
     batch = MetricBatch()
     batch.flush()
-    batch.inc(counter, 3)
+    batch.counter(counter).inc(3)
     batch.flush()
     batch.flush()
     assert registry.get_sample_value("c_total") == 3
