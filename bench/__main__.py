@@ -36,9 +36,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from services.devstack.servers import LOCALHOST, free_port
-from services.devstack.stack import API_COMMAND, API_ENV, API_URL, STACK_DIR
-from services.devstack.supervision import VENV_BIN
+from devstack.servers import LOCALHOST, free_port
+from devstack.stack import API_COMMAND, API_ENV, API_URL, STACK_DIR
+from devstack.supervision import VENV_BIN
 
 HOT_PATH = "/products?category=cat3"
 FLOORS = ("fastapi-hello", "bare-asgi", "same-bytes")  # no /readyz: they answer on /

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.devstack.servers import (
+from devstack.servers import (
     LOCALHOST,
     PgBouncerServer,
     PostgresServer,

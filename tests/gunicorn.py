@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from services.devstack.servers import free_port
+from devstack.servers import free_port
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from services.devstack.servers import LOCALHOST, free_port, postgres_bin_dir, tail
+from devstack.servers import LOCALHOST, free_port, postgres_bin_dir, tail
 from tests.conftest import DatabaseEndpoint, RedisEndpoint
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from services.devstack.servers import RedisServer, free_port, start
+from devstack.servers import RedisServer, free_port, start
 from tests.api.processes import ApiProcess, api_env, api_processes, pgbouncer_totals
 from tests.conftest import (
     DatabaseEndpoint,

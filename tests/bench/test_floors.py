@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from bench.__main__ import capture
-from services.devstack.servers import LOCALHOST, free_port
+from devstack.servers import LOCALHOST, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """The chart, rendered once per scenario per session and shared by every test.
 
-helm comes from PATH or from the pinned PyPI wheel (``services.devstack.kubetools``), so a
+helm comes from PATH or from the pinned PyPI wheel (``devstack.release.kubetools``), so a
 fresh machine needs nothing else.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.devstack import kubetools
+from devstack.release import kubetools
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "stampede"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.devstack import chartfiles
+from devstack.release import chartfiles
 from tests.chart.conftest import Rendered
 
 

@@ -1,7 +1,7 @@
 """The Dockerfile's three images, built with podman and run as the chart runs them.
 
 Opt-in (``make image-test``): building takes minutes, and it needs podman, debootstrap
-and runc (``services/devstack/install-podman.sh``). Each container gets its command, env,
+and runc (``devstack/release/install-podman.sh``). Each container gets its command, env,
 volumes and security settings from the chart rendered by helm — read-only root
 filesystem, emptyDirs as tmpfs, ConfigMap files, no capabilities, the image's own user —
 with the host's network standing in for the pod's, and real throwaway Postgres and Redis
@@ -26,9 +26,9 @@ import asyncpg
 import httpx
 import pytest
 
-from services.devstack import podman as podman_module
-from services.devstack.podman import TARGETS, Podman, Target
-from services.devstack.servers import RedisServer, free_port, start
+from devstack.release import podman as podman_module
+from devstack.release.podman import TARGETS, Podman, Target
+from devstack.servers import RedisServer, free_port, start
 from tests.chart.conftest import RELEASE, Doc, Helm, containers, pod_spec
 from tests.conftest import APP_PASSWORD, APP_USER, DatabaseEndpoint, RedisEndpoint
 

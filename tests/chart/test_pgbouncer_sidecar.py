@@ -23,8 +23,8 @@ import asyncpg
 import httpx
 import pytest
 
-from services.devstack.monitoring import PGBOUNCER_EXPORTER_VENV
-from services.devstack.servers import as_user, free_port, own, unprivileged_user
+from devstack.monitoring import PGBOUNCER_EXPORTER_VENV
+from devstack.servers import as_user, free_port, own, unprivileged_user
 from tests.chart.conftest import Helm
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
 

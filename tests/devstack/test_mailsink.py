@@ -5,8 +5,8 @@ import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
 
-from services.devstack.mailsink import MailSink
-from services.devstack.servers import LOCALHOST, free_port, start
+from devstack.mailsink import MailSink
+from devstack.servers import LOCALHOST, free_port, start
 
 
 def test_mail_sink_keeps_each_email_and_lists_it(tmp_path: Path) -> None:

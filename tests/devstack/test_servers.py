@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from services.devstack.servers import (
+from devstack.servers import (
     LOCALHOST,
     PostgresServer,
     RedisServer,

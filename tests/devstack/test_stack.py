@@ -4,6 +4,9 @@ import configparser
 import time
 from pathlib import Path
 
+from devstack import stack
+from devstack.servers import RedisServer, free_port, port_is_free
+from devstack.supervision import Program, Supervisor
 from services.core.settings import (
     DEV_BROKER_URL,
     DEV_CACHE_REDIS_URL,
@@ -12,9 +15,6 @@ from services.core.settings import (
     DEV_SMTP_PORT,
     Settings,
 )
-from services.devstack import stack
-from services.devstack.servers import RedisServer, free_port, port_is_free
-from services.devstack.supervision import Program, Supervisor
 
 
 def test_the_dev_profile_points_at_the_stack() -> None:

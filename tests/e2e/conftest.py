@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from services.devstack import kubetools
+from devstack.release import kubetools
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from services.devstack import chartfiles
+from devstack.release import chartfiles
 from tests.e2e.conftest import Cluster, eventually
 
 RELEASE = "stampede"

@@ -12,15 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.devstack.monitoring import (
+from devstack.monitoring import (
     PgBouncerExporter,
     PostgresExporter,
     PrometheusServer,
     RedisExporter,
     Target,
 )
-from services.devstack.servers import free_port, start
-from services.devstack.stack import RELAY_COMMAND, WORKER_COMMAND
+from devstack.servers import free_port, start
+from devstack.stack import RELAY_COMMAND, WORKER_COMMAND
 from tests.conftest import DatabaseEndpoint, RedisEndpoint
 from tests.gunicorn import Gunicorn, run_gunicorn
 from tests.worker.conftest import BrokerRedis

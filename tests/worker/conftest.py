@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 import redis
 
+from devstack.servers import LOCALHOST, RedisServer, RunningProcess, free_port, start
+from devstack.stack import RELAY_COMMAND, WORKER_COMMAND
 from services.core.settings import Settings
-from services.devstack.servers import LOCALHOST, RedisServer, RunningProcess, free_port, start
-from services.devstack.stack import RELAY_COMMAND, WORKER_COMMAND
 from services.migrations import runner
 from tests.api.conftest import RunningApi, running_api
 from tests.conftest import TABLES, DatabaseEndpoint, RedisEndpoint

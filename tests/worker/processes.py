@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from services.devstack.servers import tail
-from services.devstack.stack import REPO
+from devstack.servers import tail
+from devstack.stack import REPO
 
 
 class Process:

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from services.devstack.servers import LOCALHOST
+from devstack.servers import LOCALHOST
 
 
 class RecordingHandler:

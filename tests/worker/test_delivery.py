@@ -18,8 +18,8 @@ from email.message import EmailMessage
 import asyncpg
 import httpx
 
+from devstack.stack import REPO
 from services.core.outbox import SEND_ORDER_CONFIRMATION
-from services.devstack.stack import REPO
 from tests.api.conftest import RunningApi
 from tests.api.factories import create_product, create_user, place_order
 from tests.worker.conftest import BrokerRedis, Processes

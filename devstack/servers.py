@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Protocol, Self
 
-from services.devstack.host import (
+from devstack.host import (
     LOCALHOST,
     accepts_tcp,
     as_user,

@@ -1,17 +1,17 @@
-"""``python -m services.devstack up|down|status``: the local stack (see stack.py)."""
+"""``python -m devstack up|down|status``: the local stack (see stack.py)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from services.devstack import stack
-from services.devstack.servers import ServerError
-from services.devstack.supervision import SupervisorError
+from devstack import stack
+from devstack.servers import ServerError
+from devstack.supervision import SupervisorError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.devstack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
     try:

@@ -11,7 +11,7 @@ if [ "${1:-}" = "--bench" ]; then
     bench=1
 fi
 
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 export PATH="$HOME/.local/bin:$PATH"
 
 sudo=()

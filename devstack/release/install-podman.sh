@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What `make image-test` needs on Debian/Ubuntu (see /work/shared/ENVIRONMENT.md, podman):
+# What `make image-test` needs on Debian/Ubuntu (podman without a registry):
 # podman and debootstrap from apt, and runc unpacked from its Debian package into
 # .cache/podman/runc (podman's default runtime, crun, fails on some cgroup setups; the
 # package itself is not installed so the system's runtime choice stays as it is).

