@@ -8,10 +8,9 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api.lifespan import Resources
+from services.api.resources import Resources
 from services.core.cache import take_stale_tags
-from services.core.pool_metrics import check_out
-from services.core.settings import Settings
+from services.core.telemetry.pool_metrics import check_out
 
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
@@ -21,10 +20,6 @@ async def get_resources(request: Request) -> Resources:
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
-
-
-async def get_settings(resources: ResourcesDep) -> Settings:
-    return resources.settings
 
 
 async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
@@ -51,4 +46,3 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-SettingsDep = Annotated[Settings, Depends(get_settings)]

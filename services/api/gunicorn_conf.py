@@ -11,14 +11,18 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from services.core.logging import logging_config
-from services.core.metrics import forget_process, prepare_multiprocess_dir, serve_metrics
 from services.core.settings import Settings
+from services.core.telemetry.logs import logging_config
+from services.core.telemetry.prometheus import (
+    forget_process,
+    prepare_multiprocess_dir,
+    serve_metrics,
+)
 
 _settings = Settings()
 if _settings.metrics.enabled:
     # Now, in the master, before anything imports prometheus_client: the workers forked
-    # later inherit multiprocess mode (see services.core.metrics).
+    # later inherit multiprocess mode (see services.core.telemetry.prometheus).
     prepare_multiprocess_dir(
         _settings.metrics.multiproc_dir or tempfile.mkdtemp(prefix="stampede-metrics-")
     )

@@ -12,17 +12,17 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.api.cache.middleware import ResponseCacheMiddleware
 from services.api.lifespan import lifespan_for
-from services.api.metrics import RequestMetrics
 from services.api.middleware.body_limit import BodySizeLimitMiddleware
 from services.api.middleware.observe import RequestObservationMiddleware
-from services.api.middleware.response_cache import ResponseCacheMiddleware
 from services.api.problems import install_problem_handlers, problem_responses
+from services.api.request_metrics import RequestMetrics
 from services.api.routes import health, orders, products, users
-from services.core.access_log import AccessLog
-from services.core.logging import ACCESS_LOGGER, logging_config
-from services.core.metric_batch import MetricBatch
 from services.core.settings import Settings
+from services.core.telemetry.access_log import AccessLog
+from services.core.telemetry.logs import ACCESS_LOGGER, logging_config
+from services.core.telemetry.metric_batch import MetricBatch
 
 
 class StampedeApi(FastAPI):
@@ -30,7 +30,8 @@ class StampedeApi(FastAPI):
 
     ``add_middleware`` layers run inside Starlette's error middleware and FastAPI's
     exception-telemetry and body-limit layers: four calls and a ``send`` wrapper before a
-    cached hit could be answered (~20 % of a hit). Our outer layers only read headers,
+    cached hit could be answered, a large share of a hit's cost (the benchmark docs have
+    the figures). Our outer layers only read headers,
     never the body, pass anything but HTTP (the lifespan) straight through, and answer
     for their own failures with the same RFC 9457 500
     (``services.api.middleware.observe``).

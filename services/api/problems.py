@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from services.core.errors import PROBLEM_BASE, StampedeError
-from services.core.logging import request_id_var
+from services.core.telemetry.logs import request_id_var
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 

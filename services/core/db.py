@@ -1,18 +1,23 @@
-"""Async engine and session factory, safe behind PgBouncer in transaction mode.
+"""The two database engines, both safe behind PgBouncer in transaction mode.
 
-asyncpg prepares every statement under a name and caches it on the connection. With
-transaction pooling, the next transaction of the same client may run on another server
-connection (where the name is unknown) and another client's transaction may run on this
-one (where the name already exists): "prepared statement ... does not exist / already
-exists". PgBouncer >= 1.21 can track prepared statements (``max_prepared_statements``),
-but Debian ships 1.18 and managed poolers vary, so the app is made safe on its own:
+With transaction pooling, a client's next transaction may run on another server
+connection (where a statement prepared earlier is unknown) and another client's
+transaction may run on this one (where a name may already exist): "prepared statement ...
+does not exist / already exists". PgBouncer >= 1.21 can track prepared statements
+(``max_prepared_statements``), but Debian ships 1.18 and managed poolers vary, so each
+engine is made safe on its own:
 
-* no statement caches (``statement_cache_size=0``, ``prepared_statement_cache_size=0``);
-* a unique name for every prepared statement (``prepared_statement_name_func``), so two
-  clients can never collide on one server connection.
+* :func:`create_engine` (the api: async SQLAlchemy + asyncpg): no statement caches
+  (``statement_cache_size=0``, ``prepared_statement_cache_size=0``) and a unique name for
+  every prepared statement (``prepared_statement_name_func``), so two clients can never
+  collide on one server connection.
+* :func:`create_sync_engine` (the worker and the relay: Celery tasks are synchronous, so
+  psycopg 3 on the same database URL): psycopg prepares a statement once it ran
+  ``prepare_threshold`` times on a connection, so it never prepares
+  (``prepare_threshold=None``).
 
-Engines are built in the process that uses them (the ASGI lifespan, after gunicorn has
-forked), never at import time.
+Engines are built in the process that uses them (the ASGI lifespan after gunicorn has
+forked, each Celery child after its fork), never at import time.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
+from sqlalchemy import Engine
+from sqlalchemy import create_engine as create_blocking_engine
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -68,3 +76,41 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     # expire_on_commit=False: objects stay readable after commit without a lazy refresh,
     # which would be an implicit (and, with lazy="raise", forbidden) extra query.
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def _for_libpq(url: str, driver: str) -> URL:
+    """``url`` with ``driver``; asyncpg's ``?ssl=MODE`` becomes libpq's ``?sslmode=MODE``
+    (the chart writes one URL, in asyncpg's dialect, for every process)."""
+    parsed = make_url(url).set(drivername=driver)
+    ssl = parsed.query.get("ssl")
+    if isinstance(ssl, str):
+        parsed = parsed.difference_update_query(["ssl"]).update_query_dict({"sslmode": ssl})
+    return parsed
+
+
+def psycopg_url(url: str) -> URL:
+    """``url`` (any ``postgresql+driver://``) for SQLAlchemy's psycopg 3 dialect."""
+    return _for_libpq(url, "postgresql+psycopg")
+
+
+def libpq_dsn(url: str) -> str:
+    """``url`` as a plain libpq URL, for a raw psycopg connection (LISTEN)."""
+    return _for_libpq(url, "postgresql").render_as_string(hide_password=False)
+
+
+def create_sync_engine(url: str, settings: DatabaseSettings, pool_size: int) -> Engine:
+    return create_blocking_engine(
+        psycopg_url(url),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=settings.pool_timeout_s,
+        pool_recycle=settings.pool_recycle_s,
+        # A worker may sit idle for hours between tasks; a ping on checkout turns a dead
+        # pooled connection into a reconnect instead of a failed (and retried) task.
+        pool_pre_ping=True,
+        echo=settings.echo,
+        connect_args={
+            "prepare_threshold": None,
+            "connect_timeout": max(1, round(settings.connect_timeout_s)),
+        },
+    )

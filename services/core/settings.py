@@ -25,164 +25,205 @@ DEV_SMTP_PORT = 25025
 class DatabaseSettings(BaseModel):
     """Postgres, reached through the PgBouncer sidecar in transaction mode.
 
-    Connection math (see README): each api process holds at most
+    Connection math (docs/architecture.md): each api process holds at most
     ``pool_size + max_overflow`` client connections to its local PgBouncer; PgBouncer
     multiplexes them onto ``default_pool_size`` server connections per pod.
     """
 
-    url: SecretStr | None = None
+    url: SecretStr | None = Field(
+        None,
+        description="`postgresql+asyncpg://user:pass@127.0.0.1:6432/db`, through PgBouncer. "
+        "Required outside the dev profile.",
+    )
     # Alembic runs DDL straight against Postgres, never through transaction pooling.
-    migration_url: SecretStr | None = None
-    pool_size: int = Field(10, ge=1, le=500)
-    max_overflow: int = Field(10, ge=0, le=500)
-    pool_timeout_s: float = Field(5.0, gt=0)
-    pool_recycle_s: int = Field(1800, ge=-1)
+    migration_url: SecretStr | None = Field(
+        None, description="Straight to Postgres, for Alembic and the seeder (default: `url`)."
+    )
+    pool_size: int = Field(10, ge=1, le=500, description="Client connections kept per process.")
+    max_overflow: int = Field(
+        10, ge=0, le=500, description="Extra client connections per process under load."
+    )
+    pool_timeout_s: float = Field(
+        5.0, gt=0, description="Wait for a pooled connection, then answer 503."
+    )
+    pool_recycle_s: int = Field(1800, ge=-1, description="Reconnect connections older than this.")
     connect_timeout_s: float = Field(5.0, gt=0)
-    statement_timeout_ms: int = Field(10_000, ge=0)
-    echo: bool = False
+    statement_timeout_ms: int = Field(
+        10_000, ge=0, description="Client-side bound on any statement (`0`: none)."
+    )
+    echo: bool = Field(False, description="Log every SQL statement.")
 
 
 class RedisSettings(BaseModel):
     """The cache Redis (LRU, no persistence). Never the Celery broker."""
 
-    cache_url: SecretStr | None = None
-    socket_timeout_s: float = Field(0.05, gt=0)
+    cache_url: SecretStr | None = Field(
+        None, description="The cache Redis. Required outside the dev profile."
+    )
+    socket_timeout_s: float = Field(
+        0.05, gt=0, description="The cache must never make a request slow."
+    )
     connect_timeout_s: float = Field(0.1, gt=0)
-    max_connections: int = Field(64, ge=1)
+    max_connections: int = Field(64, ge=1, description="Per process.")
 
 
 class BrokerSettings(BaseModel):
     """The Celery broker: its own Redis (``noeviction``, AOF), never the LRU cache."""
 
-    url: SecretStr | None = None
+    url: SecretStr | None = Field(
+        None, description="The broker Redis, never the cache one. Required by worker and relay."
+    )
     # Redis has no broker-side ack deadline: a message a worker took but never acked is
     # handed out again after this long. It must outlast the longest a worker may hold a
     # message (hard time limit, plus the countdown of a retry, which waits unacked in the
     # worker), or a live task is delivered twice. Checked in Settings below.
-    visibility_timeout_s: int = Field(3600, ge=1)
-    # How often a worker looks for messages that a dead worker took and never acked.
-    restore_interval_s: int = Field(10, ge=1)
+    visibility_timeout_s: int = Field(
+        3600, ge=1, description="Above the longest a message may stay unacked (checked)."
+    )
+    restore_interval_s: int = Field(
+        10, ge=1, description="How often to look for messages a dead worker took, never acked."
+    )
     connect_timeout_s: float = Field(2.0, gt=0)
 
 
 class WorkerSettings(BaseModel):
     """The Celery worker that sends order confirmations."""
 
-    concurrency: int = Field(2, ge=1, le=64)
+    concurrency: int = Field(2, ge=1, le=64, description="Prefork children.")
     soft_time_limit_s: int = Field(30, ge=1)
     time_limit_s: int = Field(45, ge=1)
     max_retries: int = Field(8, ge=0)
-    # Exponential backoff with full jitter: a random delay in [0, base * 2**retries],
-    # capped at the max. Whole seconds: Celery's backoff works in integers.
-    retry_backoff_s: int = Field(2, ge=1)
-    retry_backoff_max_s: int = Field(300, ge=1)
-    # An attempt to send an email holds a lease on it; a redelivered task waits for the
-    # lease to expire before it tries again. Longer than the hard time limit, so a live
-    # attempt is never overtaken.
-    claim_lease_s: int = Field(60, ge=1)
-    pool_size: int = Field(2, ge=1, le=50)
-    # The worker's /metrics, served by its main process for all prefork children
-    # (prometheus_client multiprocess mode, files in metrics_multiproc_dir, emptied at
-    # start). Off if None.
-    metrics_port: int | None = Field(None, ge=1, le=65535)
+    # Whole seconds: Celery's backoff works in integers.
+    retry_backoff_s: int = Field(
+        2, ge=1, description="Backoff with full jitter: a random delay in [0, base * 2^retries]."
+    )
+    retry_backoff_max_s: int = Field(300, ge=1, description="Cap of that delay.")
+    # A redelivered task waits for the lease to expire before it tries again. Longer than
+    # the hard time limit, so a live attempt is never overtaken.
+    claim_lease_s: int = Field(
+        60, ge=1, description="The lease an attempt holds on an email (longer than the limit)."
+    )
+    pool_size: int = Field(2, ge=1, le=50, description="Database connections per child.")
+    # Served by the main process for all prefork children (prometheus_client
+    # multiprocess mode, files in metrics_multiproc_dir, emptied at start).
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="The worker's `/metrics` (off if unset)."
+    )
     metrics_addr: str = "127.0.0.1"
-    metrics_multiproc_dir: str | None = None
+    metrics_multiproc_dir: str | None = Field(None, description="Default: a temporary directory.")
 
 
 class RelaySettings(BaseModel):
     """The outbox relay, which moves committed outbox rows to the broker."""
 
-    batch_size: int = Field(100, ge=1, le=10_000)
-    # Fallback when no NOTIFY arrives (no listen_url, or a missed notification).
-    poll_interval_s: float = Field(1.0, gt=0)
-    # LISTEN needs a session of its own, which PgBouncer's transaction mode cannot give:
-    # a direct Postgres URL. Without it the relay only polls.
-    listen_url: SecretStr | None = None
+    batch_size: int = Field(100, ge=1, le=10_000, description="Rows published per transaction.")
+    poll_interval_s: float = Field(
+        1.0, gt=0, description="Fallback when no NOTIFY arrives (no `listen_url`, or one missed)."
+    )
+    # LISTEN needs a session of its own, which PgBouncer's transaction mode cannot give.
+    listen_url: SecretStr | None = Field(
+        None, description="A direct Postgres URL for LISTEN; without it the relay only polls."
+    )
     # A published row whose task has neither finished nor given up after this long is
     # published again: it covers a message the broker lost (AOF fsyncs once a second) or
     # a task killed by its hard time limit. The idempotent task makes this harmless.
-    republish_after_s: int = Field(6 * 3600, ge=1)
-    # The relay's /metrics (a single process: no multiprocess mode needed). Off if None.
-    metrics_port: int | None = Field(None, ge=1, le=65535)
+    republish_after_s: int = Field(
+        6 * 3600, ge=1, description="Publish again a row whose task neither finished nor died."
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="The relay's `/metrics` (off if unset)."
+    )
     metrics_addr: str = "127.0.0.1"
-    # Touched on every turn of the relay loop; the chart's probes check its age.
-    heartbeat_file: str | None = None
+    heartbeat_file: str | None = Field(
+        None, description="Touched on every turn of the loop; the chart's probes check its age."
+    )
 
 
 class SmtpSettings(BaseModel):
     """The mail server the worker sends through."""
 
-    host: str | None = None
+    host: str | None = Field(None, description="Required by the worker outside the dev profile.")
     port: int = Field(587, ge=1, le=65535)
-    # "tls": implicit TLS (port 465); "starttls": upgrade a plain connection (587).
-    security: Literal["none", "starttls", "tls"] = "starttls"
+    security: Literal["none", "starttls", "tls"] = Field(
+        "starttls", description="`tls`: implicit TLS (465); `starttls`: upgrade a plain one."
+    )
     username: str | None = None
     password: SecretStr | None = None
     timeout_s: float = Field(10.0, gt=0)
     sender: str = "Stampede Shop <orders@stampede.dev>"
-    # Right-hand side of the Message-IDs, which are derived from the order so that a
-    # duplicate is recognisable (and mergeable by mail clients).
-    message_id_domain: str = "stampede.dev"
+    # Message-IDs are derived from the order so that a duplicate is recognisable (and
+    # mergeable by mail clients).
+    message_id_domain: str = Field("stampede.dev", description="Right-hand side of Message-IDs.")
 
 
 class CacheSettings(BaseModel):
-    """The HTTP response cache (DESIGN.md §4): L1 in-process in front of L2 Redis.
+    """The HTTP response cache: L1 in-process in front of L2 Redis.
 
     Route policies (TTL, tags, Vary) live next to the routes; these are the knobs that
     hold for every route.
     """
 
-    # Off: no response-cache middleware at all (bench baseline, emergencies). Writes still
-    # invalidate, so processes with the cache on never serve what this one changed.
-    enabled: bool = True
-    # Prefix of every Redis key and of the pub/sub channel; bump to orphan old entries.
-    namespace: str = Field("stampede:http:v1", pattern=r"^[A-Za-z0-9:._-]{1,64}$")
-    l1_max_entries: int = Field(4096, ge=1)
-    # Bounds how long a process can miss an invalidation broadcast (Redis down).
-    l1_ttl_s: float = Field(2.0, gt=0, le=60)
-    # Every Redis round trip of the cache is cut off here; the request goes on without it.
-    op_timeout_s: float = Field(0.05, gt=0, le=5)
-    breaker_failures: int = Field(3, ge=1)
-    breaker_reset_s: float = Field(1.0, gt=0)
-    # The recompute lock's lease: longer than a slow recomputation, short enough that a
-    # crashed holder does not block the key for long.
-    lock_lease_s: float = Field(5.0, gt=0)
-    # How long a request waits for another process's recomputation before doing its own.
-    lock_wait_s: float = Field(1.0, gt=0)
-    compress_min_bytes: int = Field(1024, ge=0)
-    # Level 5: most of level 9's ratio on JSON at a fraction of the CPU; done once per store.
-    gzip_level: int = Field(5, ge=1, le=9)
-    # Invalidation markers must outlive every entry written before them (TTL + stale).
-    tag_marker_ttl_s: int = Field(3600, ge=60)
+    # Writes still invalidate when off, so processes with the cache on never serve what
+    # this one changed.
+    enabled: bool = Field(
+        True, description="`false`: no response-cache middleware (bench baseline, emergencies)."
+    )
+    namespace: str = Field(
+        "stampede:http:v1",
+        pattern=r"^[A-Za-z0-9:._-]{1,64}$",
+        description="Prefix of every Redis key and of the channel; bump to orphan old entries.",
+    )
+    l1_max_entries: int = Field(4096, ge=1, description="Entries in the in-process tier.")
+    l1_ttl_s: float = Field(
+        2.0, gt=0, le=60, description="Bounds how long a process can miss an invalidation."
+    )
+    op_timeout_s: float = Field(
+        0.05, gt=0, le=5, description="Budget of every cache Redis call; the request goes on."
+    )
+    breaker_failures: int = Field(3, ge=1, description="Failures that open the circuit breaker.")
+    breaker_reset_s: float = Field(1.0, gt=0, description="How long it stays open.")
+    # Longer than a slow recomputation, short enough that a crashed holder does not block
+    # the key for long.
+    lock_lease_s: float = Field(5.0, gt=0, description="The recompute lock's lease.")
+    lock_wait_s: float = Field(
+        1.0, gt=0, description="Wait for another process's recomputation, then compute."
+    )
+    compress_min_bytes: int = Field(1024, ge=0, description="Gzip responses from this size.")
+    # Level 5: most of level 9's ratio on JSON at a fraction of the CPU.
+    gzip_level: int = Field(5, ge=1, le=9, description="Done once per stored entry.")
+    # Markers must outlive every entry written before them (TTL + stale).
+    tag_marker_ttl_s: int = Field(3600, ge=60, description="Lifetime of invalidation markers.")
 
 
 class ApiSettings(BaseModel):
-    max_body_bytes: int = Field(64 * 1024, ge=1024)
-    readiness_timeout_s: float = Field(1.0, gt=0)
-    title: str = "Stampede API"
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger bodies get 413.")
+    readiness_timeout_s: float = Field(1.0, gt=0, description="Per check in `/readyz`.")
+    title: str = Field("Stampede API", description="The OpenAPI document's title.")
 
 
 class ServerSettings(BaseModel):
     """gunicorn + uvicorn workers (read by ``services/api/gunicorn_conf.py``)."""
 
-    bind: str = "127.0.0.1:8000"
-    workers: int = Field(2, ge=1, le=64)
-    # Recycling a worker after N requests (0 = never) is a leak guard for sync servers
-    # doing ~100 req/s. An async worker does thousands a second: 20k meant a restart
-    # every few seconds, each dropping its keep-alive connections onto the other worker
-    # (which then serves them alone), refilling L1 and pools, and putting a >1 s stall
-    # into p99 (`make bench`: 7.6k -> 15.5k req/s, p99 1.5 s -> 9 ms when turned off).
-    # The container's memory limit is the leak guard; set this only for a known leak,
-    # high (10^6), with jitter so the workers never restart together.
-    max_requests: int = Field(0, ge=0)
+    bind: str = Field("127.0.0.1:8000", description="`0.0.0.0:8000` in the image.")
+    workers: int = Field(2, ge=1, le=64, description="gunicorn workers (about one per core).")
+    # Recycling a worker after N requests is a leak guard for sync servers doing a few
+    # hundred requests a second. An async worker does thousands a second: a restart every
+    # few seconds, each dropping its keep-alive connections onto the other worker,
+    # refilling L1 and pools, and stalling p99 (docs/benchmarks.md). The container's
+    # memory limit is the leak guard; set this only for a known leak, high, with jitter so
+    # the workers never restart together.
+    max_requests: int = Field(0, ge=0, description="Recycle a worker after N requests (0: never).")
     max_requests_jitter: int = Field(0, ge=0)
-    # gc.freeze() the objects built at startup, in each worker (see services.api.lifespan).
-    gc_freeze: bool = True
+    # Full collections would otherwise walk every module, route and pool object while the
+    # event loop stands still (see services.api.lifespan).
+    gc_freeze: bool = Field(True, description="`gc.freeze()` what each worker built at startup.")
     # Longer than any load balancer idle timeout in front of us (AWS ALB: 60 s), so the
     # balancer, not us, closes idle connections and never sends on a half-closed one.
-    keepalive_s: int = Field(65, ge=1)
-    timeout_s: int = Field(30, ge=1)
-    graceful_timeout_s: int = Field(25, ge=1)
+    keepalive_s: int = Field(65, ge=1, description="Above load balancers' idle timeouts.")
+    timeout_s: int = Field(30, ge=1, description="gunicorn's worker heartbeat timeout.")
+    graceful_timeout_s: int = Field(
+        25, ge=1, description="On SIGTERM, in-flight requests get this long."
+    )
     backlog: int = Field(2048, ge=64)
 
 
@@ -195,19 +236,21 @@ class MetricsSettings(BaseModel):
     """
 
     enabled: bool = True
-    bind: str = "127.0.0.1:9100"
-    multiproc_dir: str | None = None
-    # Each process buffers its samples and writes them out this often (and at shutdown):
-    # see services.core.metric_batch. Far below any scrape interval.
-    flush_interval_s: float = Field(1.0, gt=0, le=10)
+    bind: str = Field("127.0.0.1:9100", description="The api's `/metrics`, served by the master.")
+    multiproc_dir: str | None = Field(None, description="Default: a temporary directory.")
+    # See services.core.telemetry.metric_batch. Far below any scrape interval.
+    flush_interval_s: float = Field(
+        1.0, gt=0, le=10, description="Each process writes its buffered samples this often."
+    )
 
 
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    json_format: bool = True
-    access_log: bool = True
-    # Access lines are written in batches, at most this long after a request ended.
-    access_log_flush_s: float = Field(0.2, gt=0, le=5)
+    json_format: bool = Field(True, description="One JSON object per line.")
+    access_log: bool = Field(True, description="One line per request.")
+    access_log_flush_s: float = Field(
+        0.2, gt=0, le=5, description="Access lines are written in batches, at most this late."
+    )
 
 
 class Settings(BaseSettings):
@@ -218,7 +261,9 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    profile: Literal["dev", "prod"] = "prod"
+    profile: Literal["dev", "prod"] = Field(
+        "prod", description="`dev` fills in the local stack's URLs (`make up`)."
+    )
     db: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     cache: CacheSettings = CacheSettings()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tempfile
 
-from services.core.metrics import prepare_multiprocess_dir
 from services.core.settings import Settings
+from services.core.telemetry.prometheus import prepare_multiprocess_dir
 
 settings = Settings()
 if settings.worker.metrics_port is not None:

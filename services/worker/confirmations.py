@@ -40,7 +40,7 @@ from services.core.models import (
     User,
 )
 from services.core.settings import Settings
-from services.worker import mail, outbox
+from services.worker import mail, outbox_lifecycle
 from services.worker.errors import LeaseBusy, OrderVanished
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def record_sent(
         .where(Order.id == order_id)
         .values(confirmation_status=ConfirmationStatus.SENT)
     )
-    outbox.mark_done(conn, outbox_id)
+    outbox_lifecycle.mark_done(conn, outbox_id)
 
 
 def send_order_confirmation(
@@ -174,7 +174,7 @@ def send_order_confirmation(
         )
         if claimed is None:
             # A redelivery or a second publish: make sure the bookkeeping says so too.
-            outbox.mark_done(conn, outbox_id)
+            outbox_lifecycle.mark_done(conn, outbox_id)
             conn.execute(
                 update(Order)
                 .where(Order.id == order_id)

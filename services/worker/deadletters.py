@@ -13,9 +13,9 @@ import json
 import sys
 from collections.abc import Sequence
 
+from services.core.db import create_sync_engine
 from services.core.settings import Settings
-from services.worker import outbox
-from services.worker.db import create_sync_engine
+from services.worker import outbox_lifecycle
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with engine.begin() as conn:
             if args.action == "list":
-                for letter in outbox.list_dead(conn, args.limit):
+                for letter in outbox_lifecycle.list_dead(conn, args.limit):
                     row = {
                         "id": letter.id,
                         "task": letter.task,
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             if not args.all and not args.ids:
                 parser.error("name the dead letters to retry, or --all")
-            retried = outbox.retry_dead(conn, None if args.all else args.ids)
+            retried = outbox_lifecycle.retry_dead(conn, None if args.all else args.ids)
     finally:
         engine.dispose()
     print(f"requeued {len(retried)} dead letter(s): {' '.join(map(str, retried))}")

@@ -8,9 +8,9 @@ from typing import Any
 
 from celery import signals
 
-from services.core.logging import logging_config
-from services.core.metrics import forget_process, serve_metrics
 from services.core.settings import Settings
+from services.core.telemetry.logs import logging_config
+from services.core.telemetry.prometheus import forget_process, serve_metrics
 from services.worker import metrics, runtime
 
 

@@ -1,9 +1,9 @@
 """Prometheus metrics of the worker and the relay, and the hooks that feed them.
 
-Defined here so the observability work only has to expose them: the worker's prefork
-children each hold their own values, so serving them needs prometheus_client's
-multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), which that work sets up together with
-the api's. The relay is a single process and can serve them directly.
+The worker's prefork children each hold their own values, so the worker serves them
+through prometheus_client's multiprocess mode (``services.worker.app`` switches it on,
+``hooks`` serves the aggregate from the main process). The relay is a single process and
+serves its own directly.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from celery import Celery, signals
 from kombu.exceptions import ChannelError
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.worker.outbox import Backlog
+from services.worker.outbox_lifecycle import Backlog
 
 TASKS = Counter("stampede_worker_tasks_total", "Task executions by outcome.", ["task", "state"])
 TASK_RUNTIME = Histogram(

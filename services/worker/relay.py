@@ -9,7 +9,7 @@ since the tasks are idempotent, and the price of never losing one.
 It sleeps until an outbox insert commits (LISTEN on a direct Postgres connection, since
 PgBouncer's transaction mode cannot hold a LISTEN) and polls every ``poll_interval_s``
 anyway, so a missed notification or a lost LISTEN connection only adds latency. Every few
-seconds it also hands stale published rows back (see ``outbox.republish_stale``) and
+seconds it also hands stale published rows back (see ``outbox_lifecycle.republish_stale``) and
 updates the backlog metrics.
 """
 
@@ -31,12 +31,12 @@ from prometheus_client import start_http_server
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.core.logging import logging_config
+from services.core.db import create_sync_engine, libpq_dsn
 from services.core.outbox import OUTBOX_CHANNEL
 from services.core.settings import Settings
-from services.worker import metrics, outbox
+from services.core.telemetry.logs import logging_config
+from services.worker import metrics, outbox_lifecycle
 from services.worker.celery_app import QUEUE, create_celery
-from services.worker.db import create_sync_engine, libpq_dsn
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Relay:
         published: list[int] = []
         error: Exception | None = None
         with self._engine.begin() as conn:
-            rows = outbox.lock_unpublished(conn, self._settings.batch_size)
+            rows = outbox_lifecycle.lock_unpublished(conn, self._settings.batch_size)
             if not rows:
                 return 0
             try:
@@ -120,7 +120,7 @@ class Relay:
                         published.append(row.id)
             except BROKER_ERRORS as broker_error:
                 error = broker_error
-            outbox.mark_published(conn, published)
+            outbox_lifecycle.mark_published(conn, published)
         metrics.OUTBOX_PUBLISHED.inc(len(published))
         if error is not None:
             raise error
@@ -133,8 +133,8 @@ class Relay:
             return
         self._last_housekeeping = now
         with self._engine.begin() as conn:
-            republished = outbox.republish_stale(conn, self._settings.republish_after_s)
-            backlog = outbox.backlog(conn)
+            republished = outbox_lifecycle.republish_stale(conn, self._settings.republish_after_s)
+            backlog = outbox_lifecycle.backlog(conn)
         if republished:
             log.warning("republishing %d outbox rows whose task never finished", republished)
             metrics.OUTBOX_REPUBLISHED.inc(republished)

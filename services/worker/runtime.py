@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from redis import Redis
 from sqlalchemy import Engine
 
+from services.core.db import create_sync_engine
 from services.core.settings import Settings
-from services.worker.db import create_sync_engine
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.core.outbox import SEND_ORDER_CONFIRMATION
 from services.core.settings import Settings
-from services.worker import confirmations, outbox, runtime
-from services.worker.cache import forget_user_orders
+from services.worker import confirmations, outbox_lifecycle, runtime
+from services.worker.cache_invalidation import forget_user_orders
 from services.worker.errors import LeaseBusy, MailRejected, is_permanent_smtp_error
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ class DeadLetteringTask(Task):  # type: ignore[type-arg]
         resources = runtime.current()
         try:
             with resources.engine.begin() as conn:
-                outbox.mark_dead(conn, outbox_id, order_id, f"{type(exc).__name__}: {exc}")
+                outbox_lifecycle.mark_dead(
+                    conn, outbox_id, order_id, f"{type(exc).__name__}: {exc}"
+                )
         except SQLAlchemyError:
             # The row stays "published, not done": the relay's sweep publishes it again.
             log.exception("could not dead-letter outbox row %s", outbox_id)

@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from starlette.types import Receive, Scope, Send
 
-from services.api.lifespan import Resources
 from services.api.main import create_app
+from services.api.resources import Resources
 from services.core.settings import Settings
 from tests.conftest import DatabaseEndpoint, RedisEndpoint
 

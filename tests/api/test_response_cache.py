@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import redis.asyncio as redis
 
-from services.api.lifespan import Resources
+from services.api.resources import Resources
 from tests.api.conftest import RunningApi, count_statements
 from tests.api.factories import create_product, create_user, place_order
 

@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 
-from services.core.access_log import PIPE_BUF, AccessLog
+from services.core.telemetry.access_log import PIPE_BUF, AccessLog
 
 
 class RecordingStream(io.StringIO):

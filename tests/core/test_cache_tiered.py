@@ -13,8 +13,8 @@ from services.core.cache.breaker import CircuitBreaker
 from services.core.cache.l1 import LocalCache
 from services.core.cache.redis_tier import RedisTier
 from services.core.cache.tiered import Computed, TieredCache
-from services.core.metric_batch import MetricBatch
 from services.core.settings import CacheSettings
+from services.core.telemetry.metric_batch import MetricBatch
 from tests.conftest import RedisEndpoint
 
 KEY = "test:e:/things:abc"

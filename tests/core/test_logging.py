@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 
-from services.core.logging import JsonFormatter, request_id_var
+from services.core.telemetry.logs import JsonFormatter, request_id_var
 
 
 def _record(**extra: object) -> logging.LogRecord:

@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.cache import CacheCounters
-from services.core.metric_batch import MetricBatch
-from services.core.metrics import LATENCY_BUCKETS
+from services.core.telemetry.metric_batch import MetricBatch
+from services.core.telemetry.prometheus import LATENCY_BUCKETS
 
 
 def exposition(registry: CollectorRegistry, prefix: str) -> dict[tuple[str, str], float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+from services.core.telemetry.prometheus import MULTIPROC_ENV, prepare_multiprocess_dir
 
 
 def test_prepare_empties_the_directory_but_keeps_it(

@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 from sqlalchemy import Engine
 
+from services.core.db import create_sync_engine
 from services.core.settings import Settings
 from services.worker import confirmations
-from services.worker.db import create_sync_engine
 from services.worker.errors import LeaseBusy, OrderVanished, is_permanent_smtp_error
 from tests.api.conftest import RunningApi
 from tests.api.factories import create_product, create_user, place_order

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.worker.db import libpq_dsn, psycopg_url
+from services.core.db import libpq_dsn, psycopg_url
 
 
 def test_asyncpg_ssl_becomes_libpq_sslmode() -> None:

@@ -9,8 +9,8 @@ a measurable share of the request.
   to logs through a contextvar and returned on the response.
 * Metrics and the access log are recorded after the app ran, when the router (or the
   response cache) has put the matched route in the scope; unmatched requests share one
-  label. Both are buffered per process (``services.core.metric_batch``,
-  ``services.core.access_log``).
+  label. Both are buffered per process (``services.core.telemetry.metric_batch``,
+  ``services.core.telemetry.access_log``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.metrics import RequestMetrics
 from services.api.problems import internal_error_response
-from services.core.access_log import AccessLog
-from services.core.logging import request_id_var
-from services.core.timing import request_timing
+from services.api.request_metrics import RequestMetrics
+from services.core.telemetry.access_log import AccessLog
+from services.core.telemetry.logs import request_id_var
+from services.core.telemetry.server_timing import request_timing
 
 log = logging.getLogger("stampede.errors")
 

@@ -9,7 +9,6 @@ from services.api.deps import SessionDep
 from services.api.problems import problem_responses
 from services.api.schemas.common import MAX_BIGINT
 from services.api.schemas.orders import OrderCreate, OrderPublic
-from services.core.cache import stale_on_commit
 from services.core.shop import orders
 from services.core.shop.orders import OrderLine, StoredResponse
 
@@ -59,13 +58,6 @@ async def create_order(
         session,
         user_id=body.user_id,
         lines=[OrderLine(item.product_id, item.quantity) for item in body.items],
-    )
-    # The user's order list, and every product whose stock moved (its page and the list
-    # pages that show it).
-    stale_on_commit(
-        session,
-        f"user:{body.user_id}:orders",
-        *(f"product:{item.product_id}" for item in body.items),
     )
     answer = StoredResponse(status=201, body=OrderPublic.model_validate(order).model_dump_json())
     if idempotency_key is not None:

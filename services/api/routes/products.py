@@ -10,21 +10,18 @@ from services.api.pagination import Cursor, Limit, cursor_id, page_of
 from services.api.problems import problem_responses
 from services.api.schemas.common import MAX_BIGINT, Category, Page
 from services.api.schemas.products import ProductCreate, ProductPublic, ProductUpdate
-from services.core.cache import CachePolicy, cache_policy, stale_on_commit
-from services.core.shop import products
+from services.core.cache import CachePolicy, cache_policy
+from services.core.shop import cache_tags, products
 
 router = APIRouter(prefix="/products", tags=["products"])
 
 ProductId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
-# Every list page is tagged with the products it shows, so a change to one product's
-# stock (an order) drops exactly the pages that show it; `products` drops every page
-# (a new product, or a product moving between categories).
-LISTS = "products"
 
-
+# Every list page is also tagged with the products it shows, so a change to one
+# product's stock (an order) drops exactly the pages that show it.
 def _listed_products(page: Any) -> Iterator[str]:
-    return (f"product:{item['id']}" for item in page["items"])
+    return (cache_tags.product(item["id"]) for item in page["items"])
 
 
 @router.get("", responses=problem_responses(400, 422))
@@ -32,7 +29,7 @@ def _listed_products(page: Any) -> Iterator[str]:
     CachePolicy(
         ttl_s=60,
         stale_s=30,
-        tags=(LISTS,),
+        tags=(cache_tags.PRODUCT_LISTS,),
         params=("category", "limit", "cursor"),
         body_tags=_listed_products,
     )
@@ -51,7 +48,7 @@ async def list_products(
 
 
 @router.get("/{product_id}", responses=problem_responses(404, 422))
-@cache_policy(CachePolicy(ttl_s=60, stale_s=30, tags=("product:{product_id}",)))
+@cache_policy(CachePolicy(ttl_s=60, stale_s=30, tags=(cache_tags.product("{product_id}"),)))
 async def get_product(product_id: ProductId, session: SessionDep) -> ProductPublic:
     return ProductPublic.model_validate(await products.get_product(session, product_id))
 
@@ -59,7 +56,6 @@ async def get_product(product_id: ProductId, session: SessionDep) -> ProductPubl
 @router.post("", status_code=201, responses=problem_responses(413, 422))
 async def create_product(body: ProductCreate, session: SessionDep) -> ProductPublic:
     product = await products.create_product(session, **body.model_dump())
-    stale_on_commit(session, LISTS)
     return ProductPublic.model_validate(product)
 
 
@@ -70,5 +66,4 @@ async def update_product(
     product = await products.update_product(
         session, product_id, body.model_dump(exclude_unset=True)
     )
-    stale_on_commit(session, f"product:{product_id}", LISTS)
     return ProductPublic.model_validate(product)

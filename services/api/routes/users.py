@@ -11,7 +11,7 @@ from services.api.schemas.common import MAX_BIGINT, Page
 from services.api.schemas.orders import OrderPublic
 from services.api.schemas.users import UserCreate, UserPublic
 from services.core.cache import CachePolicy, cache_policy
-from services.core.shop import orders, users
+from services.core.shop import cache_tags, orders, users
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -25,7 +25,9 @@ async def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
 
 
 @router.get("/{user_id}", responses=problem_responses(404, 422))
-@cache_policy(CachePolicy(ttl_s=60, stale_s=30, tags=("user:{user_id}",), visibility="private"))
+@cache_policy(
+    CachePolicy(ttl_s=60, stale_s=30, tags=(cache_tags.user("{user_id}"),), visibility="private")
+)
 async def get_user(user_id: UserId, session: SessionDep) -> UserPublic:
     return UserPublic.model_validate(await users.get_user(session, user_id))
 
@@ -35,7 +37,7 @@ async def get_user(user_id: UserId, session: SessionDep) -> UserPublic:
     CachePolicy(
         ttl_s=30,
         stale_s=15,
-        tags=("user:{user_id}:orders",),
+        tags=(cache_tags.user_orders("{user_id}"),),
         params=("limit", "cursor"),
         visibility="private",
     )

@@ -16,10 +16,10 @@ standard library. What is hand-written is small: a bounded L1 (``l1.py``), a cir
 breaker (``breaker.py``), and three Lua scripts (``redis_tier.py``).
 """
 
+from services.core.cache.counters import CacheCounters, CacheMetrics
 from services.core.cache.entry import Entry
 from services.core.cache.invalidation import TagInvalidator, stale_on_commit, take_stale_tags
 from services.core.cache.keys import SCHEMA_VERSION, cache_key
-from services.core.cache.metrics import CacheCounters, CacheMetrics
 from services.core.cache.policy import CachePolicy, cache_policy, policy_of
 
 __all__ = [

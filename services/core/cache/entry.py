@@ -56,9 +56,6 @@ class Entry:
     def age(self, now: float) -> float:
         return max(0.0, now - self.born)
 
-    def is_fresh(self, now: float) -> bool:
-        return now - self.born < self.ttl_s
-
     def to_meta(self) -> str:
         """Everything but the bodies, for the L2 hash's ``meta`` field."""
         return json.dumps(

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.cache.breaker import CircuitBreaker
-from services.core.cache.metrics import CacheMetrics
+from services.core.cache.counters import CacheMetrics
 from services.core.cache.policy import TAG_PATTERN
 from services.core.cache.redis_tier import marker_prefix
 

@@ -36,8 +36,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.core.cache.breaker import CircuitBreaker
+from services.core.cache.counters import CacheMetrics
 from services.core.cache.entry import Entry
-from services.core.cache.metrics import CacheMetrics
 
 T = TypeVar("T")
 log = logging.getLogger("stampede.cache")

@@ -29,9 +29,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from services.core.cache.counters import CacheMetrics
 from services.core.cache.entry import Entry, build_entry
 from services.core.cache.l1 import LocalCache
-from services.core.cache.metrics import CacheMetrics
 from services.core.cache.policy import CachePolicy
 from services.core.cache.redis_tier import Lookup, RedisTier
 from services.core.settings import CacheSettings

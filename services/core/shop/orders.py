@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.types import BigInteger, Integer
 
+from services.core.cache import stale_on_commit
 from services.core.errors import (
     IdempotencyKeyReused,
     InsufficientStock,
@@ -26,9 +27,10 @@ from services.core.models import (
     OrderItem,
     OrderStatus,
     Product,
-    User,
 )
 from services.core.outbox import SEND_ORDER_CONFIRMATION, enqueue
+from services.core.shop import cache_tags
+from services.core.shop.users import user_exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,9 @@ async def place_order(session: AsyncSession, *, user_id: int, lines: Sequence[Or
     Raises before writing anything that the caller's rollback would not undo. The email
     is an outbox row in this same transaction: it is sent if and only if the order
     commits, never from the request itself (no background task, no broker call here).
+    Committing makes the user's order list and every product whose stock moved stale.
     """
-    if await session.scalar(select(User.id).where(User.id == user_id)) is None:
+    if not await user_exists(session, user_id):
         raise UnknownReference(f"User {user_id} does not exist.", field="user_id")
 
     wanted = Counter[int]()
@@ -159,6 +162,7 @@ async def place_order(session: AsyncSession, *, user_id: int, lines: Sequence[Or
     await session.flush()
     enqueue(session, SEND_ORDER_CONFIRMATION, {"order_id": order.id})
     await session.flush()
+    stale_on_commit(session, cache_tags.user_orders(user_id), *map(cache_tags.product, product_ids))
     return order
 
 
@@ -176,7 +180,7 @@ async def list_user_orders(
 ) -> tuple[Sequence[Order], int | None]:
     """A user's orders, newest first, with their items: three statements whatever the
     number of orders (user check, orders, one ``selectin`` load of all their items)."""
-    if await session.scalar(select(User.id).where(User.id == user_id)) is None:
+    if not await user_exists(session, user_id):
         raise NotFound(f"User {user_id} does not exist.")
     statement = (
         select(Order)

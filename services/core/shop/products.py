@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.core.cache import stale_on_commit
 from services.core.errors import NotFound
 from services.core.models import Product
+from services.core.shop import cache_tags
 
 UPDATABLE_FIELDS = frozenset({"name", "category", "price_cents", "stock"})
 
@@ -42,16 +44,20 @@ async def get_product(session: AsyncSession, product_id: int) -> Product:
 async def create_product(
     session: AsyncSession, *, name: str, category: str, price_cents: int, stock: int
 ) -> Product:
+    """Add a product; committing makes every list page stale."""
     product = Product(name=name, category=category, price_cents=price_cents, stock=stock)
     session.add(product)
     # Server defaults (timestamps) come back with INSERT ... RETURNING (eager_defaults).
     await session.flush()
+    stale_on_commit(session, cache_tags.PRODUCT_LISTS)
     return product
 
 
 async def update_product(
     session: AsyncSession, product_id: int, changes: Mapping[str, Any]
 ) -> Product:
+    """Apply ``changes``; committing makes the product and every list page stale (its
+    category may have moved it between lists)."""
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
@@ -64,4 +70,5 @@ async def update_product(
     await session.flush()
     # updated_at was computed by the server; read it back now, not lazily after commit.
     await session.refresh(product, attribute_names=["updated_at"])
+    stale_on_commit(session, cache_tags.product(product_id), cache_tags.PRODUCT_LISTS)
     return product

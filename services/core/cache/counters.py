@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 
 from prometheus_client import Counter as PromCounter
 
-from services.core.metric_batch import MetricBatch
+from services.core.telemetry.metric_batch import MetricBatch
 
 Tier = Literal["l1", "l2"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.core.metric_batch import CounterTally, HistogramTally, MetricBatch
-from services.core.metrics import LATENCY_BUCKETS
+from services.core.telemetry.metric_batch import CounterTally, HistogramTally, MetricBatch
+from services.core.telemetry.prometheus import LATENCY_BUCKETS
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

@@ -1,9 +1,9 @@
 """Tell the api's response cache what the worker changed.
 
-``GET /users/{id}/orders`` is cached with the tag ``user:{id}:orders``; when the worker
-moves an order's ``confirmation_status`` (sent, failed), that tag is invalidated the way
-the api invalidates after its own writes, so the list shows the new status at once
-instead of after its TTL. Best effort: with the cache Redis unreachable the entry simply
+``GET /users/{id}/orders`` is cached with the tag ``cache_tags.user_orders(id)``; when the
+worker moves an order's ``confirmation_status`` (sent, failed), that tag is invalidated
+the way the api invalidates after its own writes, so the list shows the new status at
+once instead of after its TTL. Best effort: with the cache Redis unreachable the entry simply
 expires (the api's reads never depend on this).
 """
 
@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.core.cache.invalidation import invalidate_now
 from services.core.models import Order
+from services.core.shop import cache_tags
 from services.worker.runtime import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def forget_user_orders(resources: WorkerResources, order_id: int) -> None:
                 resources.cache_redis,
                 namespace=settings.namespace,
                 marker_ttl_s=settings.tag_marker_ttl_s,
-                tags=[f"user:{user_id}:orders"],
+                tags=[cache_tags.user_orders(user_id)],
             )
     except (RedisError, OSError, SQLAlchemyError):
         log.warning("could not invalidate the cached orders of order %s", order_id, exc_info=True)

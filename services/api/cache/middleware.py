@@ -1,4 +1,4 @@
-"""The response cache as pure ASGI middleware (DESIGN.md §3-4).
+"""The response cache as pure ASGI middleware.
 
 A GET for a cached route is answered from L1 before routing: the stored bytes, the
 stored headers plus ``Age``, ``Cache-Control`` and ``X-Cache``, or a 304 when
@@ -19,7 +19,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.cache_routes import ApiCache
+from services.api.cache.assembly import ApiCache
 from services.core.cache import Entry
 from services.core.cache.tiered import Computed, State
 

@@ -1,6 +1,6 @@
 """Prometheus plumbing shared by every process: multiprocess-aware registry and server.
 
-Metric *definitions* live with the code they measure (``services/api/metrics.py``,
+Metric *definitions* live with the code they measure (``services/api/request_metrics.py``,
 the worker's own module); this module only knows how samples are collected and served.
 Our metric names start with ``stampede_``; labels stay bounded (route templates, status
 classes, fixed enums), never raw paths or ids.

@@ -15,7 +15,7 @@ from typing import Any
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-# The api's access log (written by services.core.access_log, in this module's JSON shape).
+# The api's access log (written by services.core.telemetry.access_log, in this module's JSON shape).
 ACCESS_LOGGER = "stampede.access"
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged.

@@ -1,8 +1,8 @@
 """The api's access log: one line per request, formatted cheaply and written in batches.
 
-Through ``logging`` an access line cost ~22 µs (a LogRecord, the caller lookup, a
-generic JSON formatter, a write and a flush per line) — four times a cached hit. The
-shape stays that of :class:`services.core.logging.JsonFormatter` (``ts``, ``level``,
+Through ``logging`` an access line (a LogRecord, the caller lookup, a generic JSON
+formatter, a write and a flush per line) cost several times a whole cached hit. The
+shape stays that of :class:`services.core.telemetry.logs.JsonFormatter` (``ts``, ``level``,
 ``logger``, ``msg``, ``request_id``, then the request fields), so collectors parse one
 format; only the fields are fixed and the lines are buffered, as nginx's
 ``access_log ... buffer= flush=`` does:
@@ -23,7 +23,7 @@ import sys
 import time
 from typing import TextIO
 
-from services.core.logging import ACCESS_LOGGER
+from services.core.telemetry.logs import ACCESS_LOGGER
 
 PIPE_BUF = 4096
 

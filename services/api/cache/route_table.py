@@ -24,7 +24,6 @@ from starlette.routing import BaseRoute
 
 from services.core.cache import CachePolicy, cache_key, policy_of
 from services.core.cache.keys import canonical_query
-from services.core.cache.tiered import TieredCache
 
 Canonical = Callable[[str], str | None]
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -147,11 +146,3 @@ class RouteTable:
             params = cached.path_params(found)
             return None if params is None else (cached, params)
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class ApiCache:
-    """What the response-cache middleware needs, built in the lifespan."""
-
-    tiers: TieredCache
-    routes: RouteTable

@@ -1,8 +1,8 @@
 """A per-process buffer in front of prometheus_client's multiprocess storage.
 
 In multiprocess mode every ``inc()`` or ``observe()`` takes a lock and writes a page of
-a memory-mapped file: ~0.8 µs for a counter, ~1.6 µs for a histogram observation. A
-cached hit made eight such writes — more than the cache lookup itself. Here the request
+a memory-mapped file. A cached hit made eight such writes, which cost more than the
+cache lookup itself (docs/benchmarks.md has the figures). Here the request
 path only adds to plain Python tallies (a dict lookup and an addition; the event loop
 runs one callback at a time, so no lock), and :meth:`MetricBatch.flush` writes them out
 — every second from the api's lifespan, and once more at shutdown. Prometheus scrapes
@@ -101,7 +101,7 @@ class MetricBatch:
 # prometheus_client has no public "observe n values at once" (its histogram records one
 # observation per call); these two functions are the only code that knows its child's
 # layout: ``_upper_bounds`` (ending in +Inf), one value per bucket in ``_buckets`` (not
-# cumulative) and ``_sum``. tests/core/test_metric_batch.py compares the result with
+# cumulative) and ``_sum``. tests/core/telemetry/test_metric_batch.py compares the result with
 # per-event ``observe()`` calls, so an upgrade that changes the layout fails there.
 def _upper_bounds(histogram: Histogram) -> list[float]:
     return list(histogram._upper_bounds)

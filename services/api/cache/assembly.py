@@ -1,0 +1,133 @@
+"""The api's response cache, assembled from settings for the lifetime of one process.
+
+:func:`running_cache` builds the pieces of ``services.core.cache`` the way the api uses
+them — L1 in front of the Redis tier, one circuit breaker for every Redis call, the tag
+invalidator, and the listener that applies other processes' invalidations to L1 — and
+stops the listener at shutdown. With ``cache.enabled`` off only the invalidator is built:
+this process's writes must still drop what the other processes cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from starlette.routing import BaseRoute
+
+from services.api.cache.route_table import RouteTable
+from services.core.cache import CacheCounters, TagInvalidator
+from services.core.cache.breaker import CircuitBreaker
+from services.core.cache.invalidation import InvalidationListener
+from services.core.cache.l1 import LocalCache
+from services.core.cache.redis_tier import RedisTier
+from services.core.cache.tiered import TieredCache
+from services.core.settings import Settings
+from services.core.telemetry.metric_batch import MetricBatch
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCache:
+    """What the response-cache middleware needs."""
+
+    tiers: TieredCache
+    routes: RouteTable
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRuntime:
+    # Writes invalidate even when this process does not cache (others may).
+    invalidator: TagInvalidator
+    counters: CacheCounters
+    # None when ``cache.enabled`` is off.
+    response_cache: ApiCache | None
+
+
+def cache_redis_client(settings: Settings) -> Redis:
+    # Short timeouts: the cache must never make a request slow.
+    return Redis.from_url(
+        settings.cache_redis_url,
+        socket_timeout=settings.redis.socket_timeout_s,
+        socket_connect_timeout=settings.redis.connect_timeout_s,
+        max_connections=settings.redis.max_connections,
+        health_check_interval=30,
+    )
+
+
+def _subscriber_client(settings: Settings) -> Redis:
+    # A subscriber waits for messages: no read timeout, but a ping now and then notices a
+    # dead connection that no FIN announced. It is off the request path, so it may take
+    # its time to connect.
+    return Redis.from_url(
+        settings.cache_redis_url,
+        socket_connect_timeout=1.0,
+        socket_keepalive=True,
+        health_check_interval=5,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_cache(
+    settings: Settings, redis: Redis, batch: MetricBatch, routes: Sequence[BaseRoute]
+) -> AsyncIterator[CacheRuntime]:
+    """``routes``: the app's routes in routing order (the middleware's route table);
+    ``batch``: the process's metric buffer, which exports the cache counters."""
+    config = settings.cache
+    counters = CacheCounters(batch)
+    breaker = CircuitBreaker(failures=config.breaker_failures, reset_s=config.breaker_reset_s)
+    tiers = None
+    if config.enabled:
+        tiers = TieredCache(
+            config,
+            l1=LocalCache(
+                max_entries=config.l1_max_entries,
+                ttl_s=config.l1_ttl_s,
+                on_evict=counters.l1_eviction,
+            ),
+            l2=RedisTier(
+                redis,
+                namespace=config.namespace,
+                op_timeout_s=config.op_timeout_s,
+                lease_s=config.lock_lease_s,
+                breaker=breaker,
+                metrics=counters,
+            ),
+            metrics=counters,
+        )
+    invalidator = TagInvalidator(
+        redis,
+        namespace=config.namespace,
+        marker_ttl_s=config.tag_marker_ttl_s,
+        op_timeout_s=config.op_timeout_s,
+        breaker=breaker,
+        metrics=counters,
+        drop_local=tiers.drop_tags if tiers is not None else lambda tags: None,
+    )
+    if tiers is None:
+        yield CacheRuntime(invalidator=invalidator, counters=counters, response_cache=None)
+        return
+
+    local = tiers
+
+    async def resync() -> None:
+        local.clear_local()  # broadcasts sent while we were away are lost
+        await invalidator.invalidate(())  # send what Redis trouble deferred
+
+    subscriber = _subscriber_client(settings)
+    listener = InvalidationListener(
+        subscriber, invalidator.channel, on_tags=tiers.drop_tags, on_subscribed=resync
+    )
+    listening = asyncio.create_task(listener.run(), name="cache-invalidation")
+    try:
+        yield CacheRuntime(
+            invalidator=invalidator,
+            counters=counters,
+            response_cache=ApiCache(tiers=tiers, routes=RouteTable(routes, config.namespace)),
+        )
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        await subscriber.aclose()
