@@ -14,8 +14,8 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from tests.conftest import DatabaseEndpoint, RedisEndpoint
-from tests.gunicorn import Gunicorn, run_gunicorn
+from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
+from tests.support.gunicorn import Gunicorn, run_gunicorn
 
 
 @pytest.fixture

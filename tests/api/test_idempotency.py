@@ -5,7 +5,7 @@ import asyncio
 import asyncpg
 import httpx
 
-from tests.api.factories import create_product, create_user, place_order
+from tests.support.factories import create_product, create_user, place_order
 
 
 async def test_repeated_key_returns_the_original_answer(

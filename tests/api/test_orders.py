@@ -7,8 +7,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api.conftest import RunningApi, count_statements
-from tests.api.factories import create_product, create_user, place_order
+from tests.support.api import RunningApi, count_statements
+from tests.support.factories import create_product, create_user, place_order
 
 PROBLEM = "application/problem+json"
 

@@ -10,9 +10,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.api.conftest import make_settings, running_api
-from tests.api.factories import create_product, create_user
-from tests.conftest import DatabaseEndpoint, RedisEndpoint
+from tests.support.api import make_settings, running_api
+from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
+from tests.support.factories import create_product, create_user
 
 CONCURRENCY = 240
 

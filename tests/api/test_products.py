@@ -4,7 +4,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api.factories import create_product
+from tests.support.factories import create_product
 
 PROBLEM = "application/problem+json"
 

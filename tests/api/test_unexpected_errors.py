@@ -10,7 +10,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from services.core.shop import products
-from tests.api.conftest import RunningApi
+from tests.support.api import RunningApi
 
 
 @pytest.fixture

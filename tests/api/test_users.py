@@ -6,7 +6,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api.factories import create_user
+from tests.support.factories import create_user
 
 PROBLEM = "application/problem+json"
 

@@ -6,122 +6,18 @@ fresh machine needs nothing else.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from devstack.release import kubetools
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART = REPO_ROOT / "charts" / "stampede"
-SCENARIOS = sorted(path.name.removesuffix("-values.yaml") for path in (CHART / "ci").glob("*.yaml"))
-RELEASE = "stampede"
-NAMESPACE = "shop"
-# The oldest Kubernetes with native sidecars on by default, and a current one.
-KUBE_VERSIONS = ("1.29.0", "1.33.0")
-
-Doc = dict[str, Any]
-
-
-class RenderError(Exception):
-    """``helm template`` refused the values; the message is helm's."""
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """One scenario's documents, with lookups the tests need."""
-
-    scenario: str
-    values: Mapping[str, Any]
-    docs: list[Doc]
-
-    def kinds(self, *kinds: str) -> list[Doc]:
-        return [doc for doc in self.docs if doc["kind"] in kinds]
-
-    def get(self, kind: str, name: str) -> Doc:
-        for doc in self.docs:
-            if doc["kind"] == kind and doc["metadata"]["name"] == name:
-                return doc
-        raise KeyError(f"{self.scenario}: no {kind} {name}")
-
-    def find(self, kind: str, name: str) -> Doc | None:
-        try:
-            return self.get(kind, name)
-        except KeyError:
-            return None
-
-    def workloads(self) -> list[Doc]:
-        return self.kinds("Deployment", "StatefulSet", "Job", "Pod")
-
-
-def pod_spec(doc: Doc) -> Doc:
-    if doc["kind"] == "Pod":
-        spec: Doc = doc["spec"]
-        return spec
-    template: Doc = doc["spec"]["template"]["spec"]
-    return template
-
-
-def containers(doc: Doc) -> Iterable[tuple[str, Doc]]:
-    """(kind of container, container) of a workload: 'container', 'sidecar', 'init'."""
-    spec = pod_spec(doc)
-    for container in spec.get("initContainers", []):
-        yield ("sidecar" if container.get("restartPolicy") == "Always" else "init"), container
-    for container in spec["containers"]:
-        yield "container", container
-
-
-class Helm:
-    def __init__(self, binary: Path):
-        self.binary = binary
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.binary), *args], capture_output=True, text=True, check=False, timeout=120
-        )
-
-    def template(
-        self,
-        values_files: Iterable[Path] = (),
-        set_values: Mapping[str, str] = {},
-        kube_version: str = KUBE_VERSIONS[-1],
-    ) -> list[Doc]:
-        args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
-        args += ["--kube-version", kube_version]
-        for path in values_files:
-            args += ["-f", str(path)]
-        for key, value in set_values.items():
-            args += ["--set", f"{key}={value}"]
-        result = self.run(*args)
-        if result.returncode != 0:
-            raise RenderError(result.stderr.strip())
-        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def scenario_file(scenario: str) -> Path:
-    return CHART / "ci" / f"{scenario}-values.yaml"
-
-
-def merged_values(scenario: str) -> dict[str, Any]:
-    """The chart's values with the scenario's on top (deep merge, as helm does)."""
-
-    def merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(base)
-        for key, value in top.items():
-            if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-                out[key] = merge(out[key], value)
-            else:
-                out[key] = value
-        return out
-
-    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
-    return merge(defaults, yaml.safe_load(scenario_file(scenario).read_text()) or {})
+from tests.support.chart import (
+    SCENARIOS,
+    Helm,
+    Rendered,
+    merged_values,
+    scenario_file,
+)
 
 
 @pytest.fixture(scope="session")

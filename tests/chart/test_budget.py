@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.conftest import Helm, RenderError, scenario_file
+from tests.support.chart import Helm, RenderError, scenario_file
 
 # Defaults: 10 api x 10 pool + 5 workers x 4 + 1 relay x 2 + reserve 10.
 DEFAULT_NEED = 10 * 10 + 5 * 4 + 1 * 2 + 10

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from devstack.release import chartfiles
-from tests.chart.conftest import Rendered
+from tests.support.chart import Rendered
 
 
 def test_chart_dashboards_equal_the_source() -> None:

@@ -9,7 +9,7 @@ import re
 import kubernetes_validate
 import yaml
 
-from tests.chart.conftest import CHART, REPO_ROOT, Helm
+from tests.support.chart import CHART, REPO_ROOT, Helm
 
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
 SKAFFOLD = yaml.safe_load((REPO_ROOT / "skaffold.yaml").read_text())

@@ -29,8 +29,8 @@ import pytest
 from devstack.release import podman as podman_module
 from devstack.release.podman import TARGETS, Podman, Target
 from devstack.servers import RedisServer, free_port, start
-from tests.chart.conftest import RELEASE, Doc, Helm, containers, pod_spec
-from tests.conftest import APP_PASSWORD, APP_USER, DatabaseEndpoint, RedisEndpoint
+from tests.support.chart import RELEASE, Doc, Helm, containers, pod_spec
+from tests.support.endpoints import APP_PASSWORD, APP_USER, DatabaseEndpoint, RedisEndpoint
 
 IMAGE_DB = "stampede_image"
 ENABLED = os.environ.get("STAMPEDE_IMAGE_TESTS") == "1"

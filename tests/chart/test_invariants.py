@@ -9,7 +9,7 @@ from collections import defaultdict
 import pytest
 import yaml
 
-from tests.chart.conftest import (
+from tests.support.chart import (
     CHART,
     NAMESPACE,
     RELEASE,

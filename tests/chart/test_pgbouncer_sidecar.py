@@ -25,8 +25,8 @@ import pytest
 
 from devstack.monitoring import PGBOUNCER_EXPORTER_VENV
 from devstack.servers import as_user, free_port, own, unprivileged_user
-from tests.chart.conftest import Helm
-from tests.conftest import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
+from tests.support.chart import Helm
+from tests.support.endpoints import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
 
 
 @dataclass(frozen=True)

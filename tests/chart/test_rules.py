@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.conftest import Rendered
+from tests.support.chart import Rendered
 
 
 def test_rendered_rules_pass_promtool(rendered: dict[str, Rendered], tmp_path: Path) -> None:

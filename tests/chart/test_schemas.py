@@ -12,7 +12,7 @@ from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 from pydantic import BaseModel
 
-from tests.chart.conftest import KUBE_VERSIONS, SCENARIOS, Helm, Rendered, scenario_file
+from tests.support.chart import KUBE_VERSIONS, SCENARIOS, Helm, Rendered, scenario_file
 
 CUSTOM_RESOURCES: dict[tuple[str, str], type[BaseModel]] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): monitoring.ServiceMonitor,

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from services.core.settings import Settings
-from tests.api.conftest import make_settings, running_api
-from tests.conftest import DatabaseEndpoint, RedisEndpoint
+from tests.support.api import make_settings, running_api
+from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
 
 BASE_URL_ENV = "STAMPEDE_CONTRACT_BASE_URL"
 

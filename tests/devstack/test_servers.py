@@ -18,7 +18,7 @@ from devstack.servers import (
     postgres_bin_dir,
     start,
 )
-from tests.conftest import DatabaseEndpoint, RedisEndpoint
+from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
 
 
 async def test_query_through_pgbouncer(pgbouncer_server: DatabaseEndpoint) -> None:

@@ -7,7 +7,7 @@ import json
 import httpx
 
 from devstack.release import chartfiles
-from tests.e2e.conftest import Cluster, eventually
+from tests.support.cluster import Cluster, eventually
 
 RELEASE = "stampede"
 

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.core.models import Base
 from services.migrations import runner
-from tests.conftest import DatabaseEndpoint
+from tests.support.endpoints import DatabaseEndpoint
 
 
 def _diff(connection: Connection) -> list[object]:

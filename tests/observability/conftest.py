@@ -6,10 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from devstack.monitoring import (
@@ -21,34 +19,13 @@ from devstack.monitoring import (
 )
 from devstack.servers import free_port, start
 from devstack.stack import RELAY_COMMAND, WORKER_COMMAND
-from tests.conftest import DatabaseEndpoint, RedisEndpoint
-from tests.gunicorn import Gunicorn, run_gunicorn
-from tests.worker.conftest import BrokerRedis
-from tests.worker.processes import Process
-from tests.worker.smtp import SmtpServer
+from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
+from tests.support.gunicorn import run_gunicorn
+from tests.support.monitoring import Monitored
+from tests.support.processes import BrokerRedis, Process
+from tests.support.smtp import SmtpServer
 
 RULES = Path(__file__).resolve().parents[2] / "charts" / "stampede" / "files" / "alerts.rules.yaml"
-
-
-@dataclass(frozen=True)
-class Monitored:
-    api: Gunicorn
-    prometheus_url: str
-    smtp: SmtpServer
-
-    def query(self, expr: str) -> list[dict[str, object]]:
-        response = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr})
-        body = response.json()
-        assert body["status"] == "success", (expr, body)
-        result: list[dict[str, object]] = body["data"]["result"]
-        return result
-
-    def label_values(self, label: str, selector: str) -> list[str]:
-        response = httpx.get(
-            f"{self.prometheus_url}/api/v1/label/{label}/values", params={"match[]": selector}
-        )
-        values: list[str] = response.json()["data"]
-        return values
 
 
 # Module scope: its relay and worker act on the shared test database, so they must be

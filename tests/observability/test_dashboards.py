@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.observability.conftest import Monitored
+from tests.support.monitoring import Monitored
 
 DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "grafana" / "dashboards").glob("*.json"))
 # Grafana's interval macros, resolved as Grafana would for a short, densely scraped range.

@@ -6,58 +6,20 @@ Timings are shrunk (seconds, not minutes) but keep the orderings that Settings c
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-import redis
 
-from devstack.servers import LOCALHOST, RedisServer, RunningProcess, free_port, start
-from devstack.stack import RELAY_COMMAND, WORKER_COMMAND
+from devstack.servers import free_port
 from services.core.settings import Settings
 from services.migrations import runner
-from tests.api.conftest import RunningApi, running_api
-from tests.conftest import TABLES, DatabaseEndpoint, RedisEndpoint
-from tests.worker.processes import Process
-from tests.worker.smtp import SmtpServer
-
-TIMINGS: dict[str, dict[str, Any]] = {
-    "broker": {"visibility_timeout_s": 10, "restore_interval_s": 1, "connect_timeout_s": 1},
-    "worker": {
-        "concurrency": 2,
-        "soft_time_limit_s": 4,
-        "time_limit_s": 6,
-        "claim_lease_s": 8,
-        "max_retries": 3,
-        "retry_backoff_s": 1,
-        "retry_backoff_max_s": 2,
-    },
-    "relay": {"poll_interval_s": 0.5, "republish_after_s": 30},
-}
-
-
-class BrokerRedis:
-    """The broker Redis (noeviction, AOF), which a test may stop and start again."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.server = RedisServer(workdir=workdir, port=free_port(), role="broker")
-        self.url = f"redis://{LOCALHOST}:{self.server.port}/0"
-        self.process: RunningProcess | None = None
-
-    def start(self) -> None:
-        self.process = start(self.server)
-        self.process.wait_ready()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
+from tests.support.api import RunningApi, running_api
+from tests.support.endpoints import TABLES, DatabaseEndpoint, RedisEndpoint
+from tests.support.processes import TIMINGS, BrokerRedis, Processes
+from tests.support.smtp import SmtpServer
 
 
 @pytest.fixture(scope="session")
@@ -128,35 +90,6 @@ async def shop(worker_settings: Settings) -> AsyncIterator[RunningApi]:
     )
     async with running_api(quiet) as running:
         yield running
-
-
-class Processes:
-    """Starts workers and relays for one test and stops whatever is left at its end."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self._env = env
-        self._log_dir = log_dir
-        self._running: list[Process] = []
-
-    def worker(self) -> Process:
-        node = f"test-{uuid.uuid4().hex[:8]}@%h"
-        process = self._start("worker", [*WORKER_COMMAND, "-n", node])
-        process.wait_for_output(" ready.", timeout=60)
-        return process
-
-    def relay(self) -> Process:
-        process = self._start("relay", RELAY_COMMAND)
-        process.wait_for_output("relay started", timeout=60)
-        return process
-
-    def _start(self, name: str, argv: list[str]) -> Process:
-        process = Process(name, argv, self._env, self._log_dir / f"{name}.log")
-        self._running.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in reversed(self._running):
-            process.stop()
 
 
 @pytest.fixture

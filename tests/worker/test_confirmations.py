@@ -14,9 +14,9 @@ from services.core.db import create_sync_engine
 from services.core.settings import Settings
 from services.worker import confirmations
 from services.worker.errors import LeaseBusy, OrderVanished, is_permanent_smtp_error
-from tests.api.conftest import RunningApi
-from tests.api.factories import create_product, create_user, place_order
-from tests.worker.smtp import SmtpServer
+from tests.support.api import RunningApi
+from tests.support.factories import create_product, create_user, place_order
+from tests.support.smtp import SmtpServer
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,10 @@ import httpx
 
 from devstack.stack import REPO
 from services.core.outbox import SEND_ORDER_CONFIRMATION
-from tests.api.conftest import RunningApi
-from tests.api.factories import create_product, create_user, place_order
-from tests.worker.conftest import BrokerRedis, Processes
-from tests.worker.smtp import SmtpServer
+from tests.support.api import RunningApi
+from tests.support.factories import create_product, create_user, place_order
+from tests.support.processes import BrokerRedis, Processes
+from tests.support.smtp import SmtpServer
 
 
 def message_id(order_id: int) -> str:

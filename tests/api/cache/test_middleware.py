@@ -9,8 +9,8 @@ import httpx
 import redis.asyncio as redis
 
 from services.api.resources import Resources
-from tests.api.conftest import RunningApi, count_statements
-from tests.api.factories import create_product, create_user, place_order
+from tests.support.api import RunningApi, count_statements
+from tests.support.factories import create_product, create_user, place_order
 
 
 async def test_miss_then_hit_with_honest_headers(client: httpx.AsyncClient) -> None:

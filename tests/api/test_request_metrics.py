@@ -5,8 +5,8 @@ import asyncio
 import httpx
 from prometheus_client import REGISTRY
 
-from tests.api.conftest import RunningApi
-from tests.api.factories import create_user
+from tests.support.api import RunningApi
+from tests.support.factories import create_user
 
 
 def series(prefix: str = "stampede_http_") -> set[tuple[str, tuple[tuple[str, str], ...]]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from devstack.servers import LOCALHOST, free_port, postgres_bin_dir, tail
-from tests.conftest import DatabaseEndpoint, RedisEndpoint
+from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
 
 REPO = Path(__file__).resolve().parents[2]
 

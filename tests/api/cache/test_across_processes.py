@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as redis
 
 from devstack.servers import RedisServer, free_port, start
-from tests.api.processes import ApiProcess, api_env, api_processes, pgbouncer_totals
-from tests.conftest import (
+from tests.support.api_processes import ApiProcess, api_env, api_processes, pgbouncer_totals
+from tests.support.endpoints import (
     DatabaseEndpoint,
     RedisEndpoint,
     pgbouncer_in_front_of,

@@ -18,7 +18,7 @@ import httpx
 from devstack.servers import free_port
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass

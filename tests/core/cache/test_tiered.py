@@ -15,7 +15,7 @@ from services.core.cache.redis_tier import RedisTier
 from services.core.cache.tiered import Computed, TieredCache
 from services.core.settings import CacheSettings
 from services.core.telemetry.metric_batch import MetricBatch
-from tests.conftest import RedisEndpoint
+from tests.support.endpoints import RedisEndpoint
 
 KEY = "test:e:/things:abc"
 
