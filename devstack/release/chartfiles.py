@@ -1,15 +1,18 @@
 """Files the chart packages from elsewhere in the repository, generated, never hand-edited.
 
-``grafana/dashboards/*.json`` is the single source of truth for dashboards; the chart
-carries them minified in ``charts/stampede/files/dashboards/`` and renders one ConfigMap
-each for Grafana's sidecar. ``make dashboards`` (``python -m devstack.release.chartfiles``)
-regenerates them; a test checks they are current.
+Dashboards are code (``devstack.release.dashboards``), written out as pretty JSON to
+``grafana/dashboards/*.json``; the chart carries that JSON minified in
+``charts/stampede/files/dashboards/`` and renders one ConfigMap each for Grafana's sidecar.
+``make dashboards`` (``python -m devstack.release.chartfiles``) regenerates both; tests
+check both are current.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from devstack.release import dashboards
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS_SOURCE = REPO_ROOT / "grafana" / "dashboards"
@@ -45,10 +48,19 @@ def sync_dashboards(
     return sorted(expected)
 
 
+def regenerate_dashboards(
+    source: Path = DASHBOARDS_SOURCE, target: Path = DASHBOARDS_IN_CHART
+) -> list[str]:
+    """Write the dashboards' JSON from the code into ``source``, then sync ``target``."""
+    dashboards.write_dashboards(source)
+    return sync_dashboards(source, target)
+
+
 def main() -> None:
-    names = sync_dashboards()
-    where = DASHBOARDS_IN_CHART.relative_to(REPO_ROOT)
-    print(f"{len(names)} dashboard(s) in {where}: {', '.join(names) or '(none yet)'}")
+    names = regenerate_dashboards()
+    written = DASHBOARDS_SOURCE.relative_to(REPO_ROOT)
+    packaged = DASHBOARDS_IN_CHART.relative_to(REPO_ROOT)
+    print(f"{len(names)} dashboard(s) in {written} and {packaged}: {', '.join(names)}")
 
 
 if __name__ == "__main__":
