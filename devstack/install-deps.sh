@@ -2,7 +2,7 @@
 # Install what the local stack and the tests need on Debian/Ubuntu, then the Python env.
 #
 # Checks for a Postgres server (/usr/lib/postgresql/*/bin/postgres), pgbouncer,
-# redis-server and uv; installs only what is missing. Idempotent and quick when nothing
+# redis-server, curl and uv; installs only what is missing. Idempotent and quick when nothing
 # is: `make up` and `make test` run it every time. With --bench, also wrk (`make bench`).
 set -euo pipefail
 
@@ -60,6 +60,8 @@ apt_install_quiet_daemons() {
 packages=()
 have pgbouncer || packages+=(pgbouncer)
 have redis-server || packages+=(redis-server)
+# The README's tour and the test that runs it.
+have curl || packages+=(curl)
 if [ -n "$bench" ]; then
     have wrk || packages+=(wrk)
 fi

@@ -82,7 +82,9 @@ def render() -> str:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             continue
         lines.append(f"\n## `{_PREFIX}{name.upper()}{_DELIMITER}*`\n")
-        doc = inspect.getdoc(model)
+        # The group's own docstring only (getdoc would inherit BaseModel's).
+        own = model.__dict__.get("__doc__")
+        doc = inspect.cleandoc(own) if own else ""
         if doc:
             lines.append(doc.replace("``", "`") + "\n")
         lines.extend(_group_rows(name, model))

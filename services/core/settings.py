@@ -196,6 +196,8 @@ class CacheSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
+    """The api process: request limits and its readiness check."""
+
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger bodies get 413.")
     readiness_timeout_s: float = Field(1.0, gt=0, description="Per check in `/readyz`.")
     title: str = Field("Stampede API", description="The OpenAPI document's title.")
@@ -245,6 +247,8 @@ class MetricsSettings(BaseModel):
 
 
 class LogSettings(BaseModel):
+    """Logs of every process, JSON lines on stderr, carrying the request id."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(True, description="One JSON object per line.")
     access_log: bool = Field(True, description="One line per request.")

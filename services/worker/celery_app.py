@@ -1,6 +1,6 @@
 """The Celery application, configured from Settings (the worker and the relay share it).
 
-Reliability choices (DESIGN.md §5):
+Reliability choices (docs/delivery.md):
 
 * ``task_acks_late``: a message is acked when its task ends, not when it starts, so a
   worker that dies mid-task leaves it to be delivered again;
