@@ -75,6 +75,9 @@ def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) ->
         text = text.replace("/var/run/pgbouncer/", f"{workdir}/").replace(
             "/etc/pgbouncer/", f"{workdir}/"
         )
+        # In the pod, `*` is the pod's own addresses; on this host it would be every
+        # interface of the machine.
+        text = text.replace("listen_addr = *", "listen_addr = 127.0.0.1")
         (workdir / name).write_text(text)
         if user is not None:
             shutil.chown(workdir / name, user)

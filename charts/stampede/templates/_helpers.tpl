@@ -70,6 +70,29 @@ app.kubernetes.io/part-of: stampede
 {{- end -}}
 {{- end -}}
 
+{{/*
+The migration Job's hook phases. On a fresh install with the in-chart Postgres the
+database only exists after the release's objects are created, hence post-install there;
+with an external database, pre-install. pre-upgrade always: before new api pods start.
+*/}}
+{{- define "stampede.migrations.hooks" -}}
+{{- ternary "post-install,pre-upgrade" "pre-install,pre-upgrade" .Values.postgresql.enabled -}}
+{{- end -}}
+
+{{/*
+The migration Job's ServiceAccount. A pre-install hook runs before the release's own
+ServiceAccount exists (Helm creates it after the pre-install hooks), and the
+ServiceAccount admission plugin refuses a pod whose account is missing: the chart gives
+the Job one of its own, created as an earlier hook. A user-managed account exists anyway.
+*/}}
+{{- define "stampede.migrations.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- include "stampede.componentName" (list . "migrations") -}}
+{{- else -}}
+{{- include "stampede.serviceAccountName" . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Pod-level settings shared by every pod of ours. */}}
 {{- define "stampede.podCommon" -}}
 serviceAccountName: {{ include "stampede.serviceAccountName" . }}
