@@ -352,3 +352,16 @@ def test_helm_test_hook_checks_readiness(scenario: Rendered) -> None:
 def container_env(doc: Doc, name: str) -> dict[str, str]:
     [container] = [c for _, c in containers(doc) if c["name"] == name]
     return {env["name"]: env.get("value", "") for env in container.get("env", [])}
+
+
+def test_topology_spread_selects_the_pods_own_revision(scenario: Rendered) -> None:
+    """Each constraint counts the workload's own pods (never a hard-coded release name)
+    and, with pod-template-hash, only those of the same revision, so a rolling update
+    spreads its new pods instead of being skewed by the old ones."""
+    for doc in scenario.kinds("Deployment"):
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        for constraint in pod_spec(doc).get("topologySpreadConstraints", []):
+            where = f"{doc['metadata']['name']} {constraint['topologyKey']}"
+            selected = constraint["labelSelector"]["matchLabels"]
+            assert selected.items() <= labels.items(), where
+            assert constraint.get("matchLabelKeys") == ["pod-template-hash"], where

@@ -113,23 +113,35 @@ imagePullSecrets:
 {{- toYaml $sc -}}
 {{- end -}}
 
-{{/* Soft spread over nodes and zones unless the component sets its own list. */}}
+{{/*
+Soft spread over nodes and zones unless the component sets its own list. Each constraint
+gets the component's selector unless it names one (so values never hard-code a release
+name), and matchLabelKeys: [pod-template-hash], so a rolling update's new pods are spread
+among themselves instead of being skewed by the old ReplicaSet's pods.
+*/}}
 {{- define "stampede.topologySpread" -}}
 {{- $ctx := index . 0 -}}
 {{- $component := index . 1 -}}
-{{- $custom := index . 2 -}}
-{{- if $custom }}
-{{- toYaml $custom }}
-{{- else }}
+{{- $constraints := index . 2 -}}
+{{- if not $constraints }}
+{{- $constraints = list }}
 {{- range $key := list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
-- maxSkew: 1
-  topologyKey: {{ $key }}
-  whenUnsatisfiable: ScheduleAnyway
-  labelSelector:
-    matchLabels:
-      {{- include "stampede.selectorLabels" (list $ctx $component) | nindent 6 }}
+{{- $constraints = append $constraints (dict "maxSkew" 1 "topologyKey" $key "whenUnsatisfiable" "ScheduleAnyway") }}
 {{- end }}
 {{- end }}
+{{- $selector := dict "matchLabels" (include "stampede.selectorLabels" (list $ctx $component) | fromYaml) }}
+{{- $filled := list }}
+{{- range $constraints }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" $selector }}
+{{- end }}
+{{- if not (hasKey $constraint "matchLabelKeys") }}
+{{- $_ := set $constraint "matchLabelKeys" (list "pod-template-hash") }}
+{{- end }}
+{{- $filled = append $filled $constraint }}
+{{- end }}
+{{- toYaml $filled }}
 {{- end -}}
 
 {{/* -------------------------------------------------------------- secrets */}}
