@@ -365,3 +365,19 @@ def test_topology_spread_selects_the_pods_own_revision(scenario: Rendered) -> No
             selected = constraint["labelSelector"]["matchLabels"]
             assert selected.items() <= labels.items(), where
             assert constraint.get("matchLabelKeys") == ["pod-template-hash"], where
+
+
+def test_no_secret_is_expanded_into_a_command_line(scenario: Rendered) -> None:
+    """The kubelet expands $(VAR) into argv, which every process on the node can read in
+    /proc: a Secret-sourced variable must reach its process through the environment or a
+    file instead."""
+    for doc in scenario.workloads():
+        for _, container in containers(doc):
+            secret_vars = {
+                env["name"]
+                for env in container.get("env", [])
+                if "secretKeyRef" in env.get("valueFrom", {})
+            }
+            argv = " ".join(container.get("command", []) + container.get("args", []))
+            leaked = sorted(name for name in secret_vars if f"$({name})" in argv)
+            assert not leaked, f"{doc['metadata']['name']}/{container['name']}: {leaked}"

@@ -12,10 +12,7 @@ statefulset.yaml/service.yaml/networkpolicy.yaml/servicemonitor.yaml that includ
 - "6379"
 - --bind
 - "0.0.0.0"
-{{- if $role.auth.enabled }}
-- --requirepass
-- $(REDIS_PASSWORD)
-{{- else }}
+{{- if not $role.auth.enabled }}
 # No password: the NetworkPolicy is the only guard, and protected mode would refuse pods.
 - --protected-mode
 - "no"
@@ -85,6 +82,21 @@ spec:
         - name: redis
           image: {{ printf "%s:%s" $ctx.Values.redis.image.repository $ctx.Values.redis.image.tag }}
           imagePullPolicy: {{ $ctx.Values.redis.image.pullPolicy }}
+          # The password goes into a config file on a memory volume, never into argv (which
+          # every process on the node can read); redis-server reads that file first.
+          command:
+            - sh
+            - -c
+            - |
+              set -eu
+              umask 077
+              {{- if $role.auth.enabled }}
+              printf 'requirepass "%s"\n' "$(printf '%s' "$REDIS_PASSWORD" | sed 's/[\\"]/\\&/g')" \
+                > /run/redis/auth.conf
+              {{- else }}
+              : > /run/redis/auth.conf
+              {{- end }}
+              exec "$0" /run/redis/auth.conf "$@"
           args:
             {{- include "stampede.redis.args" (list $ctx $name) | nindent 12 }}
           {{- if $role.auth.enabled }}
@@ -124,6 +136,7 @@ spec:
             {{- include "stampede.containerSecurityContextAs" (list $ctx $ctx.Values.redis.runAsUser) | nindent 12 }}
           volumeMounts:
             - {name: data, mountPath: /data}
+            - {name: config, mountPath: /run/redis}
         {{- if $ctx.Values.metrics.enabled }}
         {{- $exporter := $ctx.Values.metrics.redisExporter }}
         - name: redis-exporter
@@ -155,11 +168,13 @@ spec:
           securityContext:
             {{- include "stampede.containerSecurityContextAs" (list $ctx $exporter.runAsUser) | nindent 12 }}
         {{- end }}
-      {{- if not $persistent }}
       volumes:
+        - name: config
+          emptyDir: {medium: Memory, sizeLimit: 1Mi}
+        {{- if not $persistent }}
         - name: data
           emptyDir: {}
-      {{- end }}
+        {{- end }}
       {{- with $role.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
