@@ -381,3 +381,15 @@ def test_no_secret_is_expanded_into_a_command_line(scenario: Rendered) -> None:
             argv = " ".join(container.get("command", []) + container.get("args", []))
             leaked = sorted(name for name in secret_vars if f"$({name})" in argv)
             assert not leaked, f"{doc['metadata']['name']}/{container['name']}: {leaked}"
+
+
+HELM_DEFAULT_TIMEOUT_S = 300
+
+
+def test_migration_job_ends_before_helm_stops_waiting(scenario: Rendered) -> None:
+    """helm waits for a hook Job up to --timeout (5 minutes by default); a Job that
+    outlives the wait fails the release while it keeps running."""
+    [job] = scenario.kinds("Job")
+    assert job["spec"]["activeDeadlineSeconds"] < HELM_DEFAULT_TIMEOUT_S
+    [wait] = pod_spec(job)["initContainers"]
+    assert int(wait["command"][-1]) < job["spec"]["activeDeadlineSeconds"]

@@ -151,3 +151,18 @@ def test_exporter_reads_the_sidecar(sidecar: Sidecar, tmp_path: Path) -> None:
     pool_size = f'{{backend_database="{APP_DB}",database="{APP_DB}"}} 2.0'
     assert f"pgbouncer_databases_database_pool_size{pool_size}" in metrics
     assert "pgbouncer_pools_client_maxwait_seconds" in metrics
+
+
+def test_refuses_to_start_when_the_fd_limit_cannot_hold_its_clients(sidecar: Sidecar) -> None:
+    """A hard RLIMIT_NOFILE below max_client_conn would have PgBouncer refuse clients with
+    EMFILE under load; the start script fails at once and says why."""
+    result = subprocess.run(
+        ["prlimit", "--nofile=256:256", "sh", str(sidecar.workdir / "start.sh")],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PGBOUNCER_USER": APP_USER},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "RLIMIT_NOFILE 256 <" in result.stderr
