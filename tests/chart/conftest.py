@@ -12,6 +12,7 @@ import pytest
 
 from devstack.release import kubetools
 from tests.support.chart import (
+    MONITORING_APIS,
     SCENARIOS,
     Helm,
     Rendered,
@@ -30,10 +31,11 @@ def helm() -> Helm:
 
 @pytest.fixture(scope="session")
 def rendered(helm: Helm) -> dict[str, Rendered]:
-    """Every ci/*-values.yaml scenario, rendered once (in parallel: helm is a process)."""
+    """Every ci/*-values.yaml scenario, rendered once (in parallel: helm is a process), for
+    a cluster with kube-prometheus-stack (what the monitoring objects are validated on)."""
 
     def render(scenario: str) -> Rendered:
-        docs = helm.template([scenario_file(scenario)])
+        docs = helm.template([scenario_file(scenario)], api_versions=MONITORING_APIS)
         return Rendered(scenario, merged_values(scenario), docs)
 
     with ThreadPoolExecutor(max_workers=4) as pool:

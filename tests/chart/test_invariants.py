@@ -143,7 +143,7 @@ def test_no_floating_or_bitnami_images(scenario: Rendered) -> None:
 
 def test_service_monitors_find_services_and_ports(scenario: Rendered) -> None:
     monitors = scenario.kinds("ServiceMonitor")
-    if not scenario.values["metrics"]["serviceMonitor"]["enabled"]:
+    if scenario.values["metrics"]["serviceMonitor"]["enabled"] is False:
         assert not monitors
         return
     assert monitors

@@ -12,7 +12,14 @@ from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 from pydantic import BaseModel
 
-from tests.support.chart import KUBE_VERSIONS, SCENARIOS, Helm, Rendered, scenario_file
+from tests.support.chart import (
+    KUBE_VERSIONS,
+    MONITORING_APIS,
+    SCENARIOS,
+    Helm,
+    Rendered,
+    scenario_file,
+)
 
 CUSTOM_RESOURCES: dict[tuple[str, str], type[BaseModel]] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): monitoring.ServiceMonitor,
@@ -44,7 +51,11 @@ def test_builtin_kinds_match_kubernetes_schemas(
     checked = 0
     for scenario in rendered.values():
         # Render for this version too: templates may consult .Capabilities.KubeVersion.
-        docs = helm.template([scenario_file(scenario.scenario)], kube_version=kube_version)
+        docs = helm.template(
+            [scenario_file(scenario.scenario)],
+            kube_version=kube_version,
+            api_versions=MONITORING_APIS,
+        )
         assert [d["kind"] for d in docs] == [d["kind"] for d in scenario.docs]
         for doc in docs:
             if (doc["apiVersion"], doc["kind"]) in CUSTOM_RESOURCES:

@@ -25,6 +25,14 @@ RELEASE = "stampede"
 NAMESPACE = "shop"
 
 
+# What a cluster with kube-prometheus-stack serves: the monitoring objects render with
+# their default ("auto") setting.
+MONITORING_APIS = (
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
+
+
 # The oldest Kubernetes with native sidecars on by default, and a current one.
 KUBE_VERSIONS = ("1.29.0", "1.33.0")
 
@@ -94,9 +102,14 @@ class Helm:
         values_files: Iterable[Path] = (),
         set_values: Mapping[str, str] = {},
         kube_version: str = KUBE_VERSIONS[-1],
+        api_versions: Iterable[str] = (),
     ) -> list[Doc]:
+        """``api_versions``: what the cluster serves beyond Kubernetes' own
+        (``group/version/Kind``), as ``.Capabilities`` reports it."""
         args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
         args += ["--kube-version", kube_version]
+        for api_version in api_versions:
+            args += ["--api-versions", api_version]
         for path in values_files:
             args += ["-f", str(path)]
         for key, value in set_values.items():

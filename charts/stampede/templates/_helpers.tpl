@@ -93,6 +93,23 @@ the Job one of its own, created as an earlier hook. A user-managed account exist
 {{- end -}}
 {{- end -}}
 
+{{/*
+Whether to render an object of kube-prometheus-stack's operator (monitoring.coreos.com):
+true/false force it; "auto" renders it when the cluster serves its kind (.Capabilities;
+`helm template` takes --api-versions monitoring.coreos.com/v1/ServiceMonitor).
+Usage: include "stampede.monitoring.renders" (list . setting "ServiceMonitor")
+*/}}
+{{- define "stampede.monitoring.renders" -}}
+{{- $ctx := index . 0 -}}
+{{- $setting := index . 1 -}}
+{{- $kind := index . 2 -}}
+{{- if eq (toString $setting) "auto" -}}
+{{- if $ctx.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" $kind) }}true{{ end -}}
+{{- else if $setting -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* Pod-level settings shared by every pod of ours. */}}
 {{- define "stampede.podCommon" -}}
 serviceAccountName: {{ include "stampede.serviceAccountName" . }}
