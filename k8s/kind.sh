@@ -5,6 +5,14 @@
 #   k8s/kind.sh e2e    up, port-forward, the contract tests + cluster checks, down
 # helm and kubectl: from PATH, else from .cache/bin (make tools). KEDA=1 adds KEDA.
 set -euo pipefail
+
+# Pinned to what the chart tests validate against: the ServiceMonitor/PrometheusRule
+# and ScaledObject models (cloudcoil-models-prometheus-operator 0.80.1, the newest
+# published; cloudcoil-models-keda 2.16.1). kube-prometheus-stack 69.8.2 is the last
+# release shipping prometheus-operator v0.80.1 (70.0.0 moved to v0.81.0).
+KUBE_PROMETHEUS_STACK_VERSION=69.8.2
+PROMETHEUS_OPERATOR_VERSION=v0.80.1  # what that release ships; a test compares the models
+KEDA_VERSION=2.16.1
 cd "$(dirname "$0")/.."
 
 CLUSTER=stampede
@@ -28,12 +36,13 @@ addons() {
     helm repo add metrics-server https://kubernetes-sigs.github.io/metrics-server/ --force-update
     helm repo add kedacore https://kedacore.github.io/charts --force-update
     helm upgrade --install kube-prometheus-stack prometheus-community/kube-prometheus-stack \
+        --version "$KUBE_PROMETHEUS_STACK_VERSION" \
         --kube-context "$CONTEXT" -n monitoring --create-namespace \
         -f k8s/kube-prometheus-stack-values.yaml --wait --timeout 10m
     helm upgrade --install metrics-server metrics-server/metrics-server \
         --kube-context "$CONTEXT" -n kube-system -f k8s/metrics-server-values.yaml --wait
     if [[ "${KEDA:-0}" == 1 ]]; then
-        helm upgrade --install keda kedacore/keda --kube-context "$CONTEXT" \
+        helm upgrade --install keda kedacore/keda --version "$KEDA_VERSION" --kube-context "$CONTEXT" \
             -n keda --create-namespace -f k8s/keda-values.yaml --wait
     fi
 }

@@ -5,6 +5,7 @@ render a valid release."""
 from __future__ import annotations
 
 import re
+from importlib import metadata
 
 import kubernetes_validate
 import yaml
@@ -65,3 +66,22 @@ def test_kind_nodes_support_native_sidecars() -> None:
         match = re.fullmatch(r"kindest/node:v(\d+)\.(\d+)\.\d+", node["image"])
         assert match, node["image"]
         assert (int(match[1]), int(match[2])) >= (1, 29)
+
+
+def _kind_sh_setting(name: str) -> str:
+    found = re.search(rf"^{name}=(\S+)", (REPO_ROOT / "k8s" / "kind.sh").read_text(), re.M)
+    assert found is not None, f"k8s/kind.sh sets no {name}"
+    return found.group(1)
+
+
+def test_the_kind_add_ons_are_the_versions_the_custom_resources_are_validated_against() -> None:
+    """ServiceMonitors, the PrometheusRule and the ScaledObject are validated against
+    generated models of one operator release each; the kind cluster installs exactly
+    those releases, not whatever is newest."""
+    operator_models = metadata.version("cloudcoil-models-prometheus-operator")
+    keda_models = metadata.version("cloudcoil-models-keda")
+    assert (
+        _kind_sh_setting("PROMETHEUS_OPERATOR_VERSION") == "v" + operator_models.rsplit(".", 1)[0]
+    )
+    assert _kind_sh_setting("KEDA_VERSION") == keda_models.rsplit(".", 1)[0]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", _kind_sh_setting("KUBE_PROMETHEUS_STACK_VERSION"))
