@@ -9,6 +9,7 @@ unexpected (500, logged with its traceback, no internals in the body).
 from __future__ import annotations
 
 import logging
+import socket
 from http import HTTPStatus
 from typing import Any
 
@@ -17,9 +18,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
-from services.core.errors import PROBLEM_BASE, StampedeError
+from services.core.db import is_outage
+from services.core.errors import PROBLEM_BASE, DatabaseUnavailable, StampedeError, Unavailable
 from services.core.telemetry.logs import request_id_var
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -84,18 +87,37 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-async def _stampede_error(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, StampedeError)
-    if exc.status >= 500:
+def _render(exc: StampedeError, instance: str) -> ProblemResponse:
+    headers = None
+    if isinstance(exc, Unavailable):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    elif exc.status >= 500:
         log.error("unhandled service error", exc_info=exc)
     return problem_response(
         exc.status,
         type_=exc.type,
         title=exc.title,
         detail=exc.detail,
-        instance=request.url.path,
+        instance=instance,
+        headers=headers,
         **exc.extensions,
     )
+
+
+async def _stampede_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StampedeError)
+    return _render(exc, request.url.path)
+
+
+async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
+    """A database outage is a 503 to retry, answered here rather than by the catch-all:
+    that one re-raises to the server, which then closes the client's keep-alive
+    connection — and the client's next request, maybe a cached read, fails too."""
+    if not is_outage(exc):
+        return await _unexpected_error(request, exc)
+    log.warning("database unreachable: %s", exc)
+    unavailable = DatabaseUnavailable("The database cannot be reached right now; retry.")
+    return _render(unavailable, request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -146,6 +168,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> ProblemResponse
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StampedeError, _stampede_error)
+    for outage in (DBAPIError, ConnectionError, TimeoutError, socket.gaierror):
+        app.add_exception_handler(outage, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -22,12 +22,14 @@ forked, each Celery child after its fork), never at import time.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 from uuid import uuid4
 
 from sqlalchemy import Engine
 from sqlalchemy import create_engine as create_blocking_engine
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -76,6 +78,31 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     # expire_on_commit=False: objects stay readable after commit without a lazy refresh,
     # which would be an implicit (and, with lazy="raise", forbidden) extra query.
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+# SQLSTATE classes that mean "no usable connection", not "this statement failed":
+# 08 connection exception (PgBouncer answers 08P01 when it cannot log in to Postgres),
+# 57P01-03 the server is shutting down, crashed, or cannot accept connections yet.
+_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not be reached or used — a connection
+    refused, reset, closed or timed out, the pooler unable to log in to Postgres, the
+    server shutting down — rather than that a statement was wrong. An outage is waited
+    out (503 with Retry-After, a task retry); a statement error is a bug or bad data.
+
+    A refused connect comes from asyncpg unwrapped (an ``OSError``); the rest arrive as
+    SQLAlchemy's ``DBAPIError``, which marks a dead connection ``connection_invalidated``.
+    """
+    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATES)
+    return False
 
 
 def _for_libpq(url: str, driver: str) -> URL:

@@ -10,7 +10,8 @@
     ├── Unprocessable             422  well-formed but semantically wrong
     │   ├── UnknownReference      (the body names a user/product that does not exist)
     │   └── IdempotencyKeyReused  (same key, different request)
-    └── Unavailable               503  a dependency is down (readiness)
+    └── Unavailable               503  a dependency is down; answered with Retry-After
+        └── DatabaseUnavailable   (Postgres or the pooler cannot be reached)
 
 Services raise these; ``services.api.problems`` renders every one of them, and every
 framework error, as ``application/problem+json`` in one place.
@@ -92,3 +93,11 @@ class Unavailable(StampedeError):
     status = 503
     slug = "unavailable"
     title = "Service unavailable"
+    # Seconds a client should wait before retrying (the Retry-After header).
+    retry_after_s: ClassVar[int] = 1
+
+
+class DatabaseUnavailable(Unavailable):
+    slug = "database-unavailable"
+    title = "The database cannot be reached"
+    retry_after_s = 2

@@ -343,10 +343,12 @@ def test_prometheus_rule_carries_release_labels(scenario: Rendered) -> None:
     assert rule["spec"] == yaml.safe_load((CHART / "files" / "alerts.rules.yaml").read_text())
 
 
-def test_helm_test_hook_checks_readiness(scenario: Rendered) -> None:
+def test_helm_test_hook_checks_readiness_and_a_database_read(scenario: Rendered) -> None:
     [pod] = scenario.kinds("Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert pod["spec"]["containers"][0]["command"][-1].endswith(f"{NAME}-api:80/readyz")
+    urls = pod["spec"]["containers"][0]["command"][3:]
+    api = f"http://{NAME}-api:80"
+    assert urls == [f"{api}/readyz", f"{api}/products?limit=1"]
 
 
 def container_env(doc: Doc, name: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ async def test_live_and_ready(contract_client: httpx.AsyncClient) -> None:
     assert (await contract_client.get("/livez")).json() == {"status": "ok"}
     ready = await contract_client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "cache": "ok"}
+    assert ready.json()["checks"] == {"pooler": "ok"}
 
 
 async def test_user_round_trip_and_duplicate(contract_client: httpx.AsyncClient) -> None:
