@@ -16,6 +16,10 @@ Dockerfile, which must keep building unchanged on a normal Docker host:
   builds use as their runtime: nothing of it reaches an image layer or config.
 - Images live in a private store under ``.cache/podman``: tagging the debootstrapped
   rootfs ``debian:bookworm-slim`` must not shadow a real image in the user's own store.
+- Pods (``tests/support/kubelet``) need settings no command-line flag reaches (a pod's
+  infra container takes no ``--ulimit``; bridge networks go to a directory of our own):
+  ``install-podman.sh`` writes them to ``CONTAINERS_CONF``, which every podman command
+  here reads when it exists.
 
 ``python -m devstack.release.podman build`` builds the three targets and prints their
 sizes and build times.
@@ -24,6 +28,7 @@ sizes and build times.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -44,6 +49,8 @@ HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 # rewrites that file when installed, and a bind mount there makes its postinst fail.
 BUILD_CA = "/run/host-ca/ca-certificates.crt"
 ULIMITS = ("--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768")
+# Written by install-podman.sh: runc, default rlimits, a private network config directory.
+CONTAINERS_CONF = CACHE / "containers.conf"
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class Target:
     name: str
     tag: str
     stage: str | None  # None: the last stage (the default target)
+    containerfile: Path | None = None  # None: the build context's Dockerfile
 
 
 TARGETS = (
@@ -140,6 +148,14 @@ class Podman:
     def __init__(self, cache: Path = CACHE):
         self.cache = cache
 
+    def env(self) -> dict[str, str]:
+        """The environment every podman command runs with (``CONTAINERS_CONF`` if any)."""
+        env = dict(os.environ)
+        conf = self.cache / CONTAINERS_CONF.name
+        if conf.exists():
+            env["CONTAINERS_CONF"] = str(conf)
+        return env
+
     def argv(self, runtime: Path | None = None) -> list[str]:
         runtime = runtime or runc()
         if runtime is None:
@@ -157,7 +173,12 @@ class Podman:
         self, *args: str, timeout: float = 120, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [*self.argv(), *args], capture_output=True, text=True, check=False, timeout=timeout
+            [*self.argv(), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+            env=self.env(),
         )
         if check and result.returncode != 0:
             raise PodmanError(f"podman {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
@@ -229,11 +250,17 @@ class Podman:
             argv += ["--volume", f"{HOST_CA}:{BUILD_CA}:ro"]
         if target.stage is not None:
             argv += ["--target", target.stage]
+        if target.containerfile is not None:
+            argv += ["--file", str(target.containerfile)]
         log = self.cache / f"build-{target.name}.log"
         started = time.monotonic()
         with log.open("w") as out:
             result = subprocess.run(
-                [*argv, str(context)], stdout=out, stderr=subprocess.STDOUT, timeout=3600
+                [*argv, str(context)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=3600,
+                env=self.env(),
             )
         if result.returncode != 0:
             tail = "\n".join(log.read_text().splitlines()[-40:])

@@ -3,7 +3,7 @@
 A hook pod that names a ServiceAccount, Secret or ConfigMap that does not exist yet is
 refused by the ServiceAccount admission plugin or never started by the kubelet: the hook
 never finishes and ``helm install`` times out. What exists depends on the hook's phase
-and weight (``tests.support.install_order``).
+and weight (``tests.support.kubelet.order``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from tests.support.chart import Doc, Rendered, containers, pod_spec
-from tests.support.install_order import install_steps
+from tests.support.kubelet.order import install_steps
 
 # What a namespace has before any release object: its ServiceAccount controller's.
 ALWAYS_THERE = frozenset({("ServiceAccount", "default")})
@@ -68,12 +68,11 @@ def test_every_hook_pod_finds_its_service_account_secrets_and_config_maps(
 ) -> None:
     supplied = _user_supplied(scenario) | ALWAYS_THERE
     missing = []
-    for step, existing in install_steps(scenario.docs):
-        if step.phase == "install" or step.kind not in ("Job", "Pod"):
+    for phase, doc, existing in install_steps(scenario.docs):
+        if phase == "install" or doc["kind"] not in ("Job", "Pod"):
             continue
-        for needed in _needed(step.doc):
+        where = f"{phase} {doc['kind']}/{doc['metadata']['name']}"
+        for needed in _needed(doc):
             if needed not in existing and needed not in supplied:
-                missing.append(
-                    f"{step.phase} {step.kind}/{step.name} needs {needed[0]}/{needed[1]}"
-                )
+                missing.append(f"{where} needs {needed[0]}/{needed[1]}")
     assert not missing, f"{scenario.scenario}: {missing}"

@@ -1,0 +1,177 @@
+"""The chart's own pod specs, run with a kubelet's semantics (``tests/support/kubelet``).
+
+For each scenario: ``helm install`` order (hooks, then the release's objects), every pod
+Ready through its real probes; then the API contract suite against the api Service, an
+order's confirmation email from the worker pod, ``helm test``, and an api container
+killed under traffic.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.chart import RELEASE, REPO_ROOT
+from tests.support.kubelet.installation import Installation
+
+API_SERVICE = f"{RELEASE}-api"
+DEFAULT_ONLY = "the default scenario covers it; the others differ only in what installs"
+
+
+def test_hooks_run_before_and_after_the_release_and_every_pod_becomes_ready(
+    installation: Installation, pod_report: Path
+) -> None:
+    namespace = installation.require()
+    order = ["pre-install", "release", "post-install"]
+    phases = [entry.split(":", 1)[0] for entry in namespace.history]
+    assert phases == sorted(phases, key=order.index), namespace.history
+    # The migrations run before the release with an external database, after it with
+    # the chart's own (which does not exist before).
+    external = installation.plan.pre_install != []
+    migrations = "pre-install" if external else "post-install"
+    assert any(
+        entry.startswith(f"{migrations}: Job/{RELEASE}-migrations-") and "succeeded" in entry
+        for entry in namespace.history
+    ), namespace.history
+    for workload in installation.plan.release:
+        if workload["kind"] in ("Deployment", "StatefulSet"):
+            pods = namespace.pods_of(f"{workload['kind']}/{workload['metadata']['name']}")
+            assert pods, f"no pod for {workload['kind']} {workload['metadata']['name']}"
+            assert all(pod.ready for pod in pods), [pod.describe() for pod in pods]
+    with pod_report.open("a") as report:
+        report.write(
+            f"{installation.scenario}: installed, every pod Ready in {installation.seconds:.0f} s\n"
+        )
+
+
+def test_api_contract_suite_passes_against_the_api_service(installation: Installation) -> None:
+    if installation.scenario != "default":
+        pytest.skip(DEFAULT_ONLY)
+    namespace = installation.require()
+    env = {**os.environ, "STAMPEDE_CONTRACT_BASE_URL": namespace.service_url(API_SERVICE, "http")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/contract", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+
+
+def test_an_order_through_the_api_pod_sends_exactly_one_email(
+    installation: Installation,
+) -> None:
+    if installation.scenario != "default":
+        pytest.skip(DEFAULT_ONLY)
+    namespace = installation.require()
+    handler = installation.smtp_handler
+    assert handler is not None
+    base = namespace.service_url(API_SERVICE, "http")
+    with httpx.Client(base_url=base, timeout=10) as client:
+        suffix = os.urandom(4).hex()
+        user = client.post("/users", json={"email": f"pods-{suffix}@example.com", "name": "Pod"})
+        assert user.status_code == 201, user.text
+        product = client.get("/products", params={"limit": 1})
+        assert product.status_code == 200, product.text
+        items = product.json()["items"]
+        if not items:
+            pytest.fail("the migrated database has no product to order")
+        already = len(handler.accepted())
+        order = client.post(
+            "/orders",
+            headers={"Idempotency-Key": f"pods-{suffix}"},
+            json={
+                "user_id": user.json()["id"],
+                "items": [{"product_id": items[0]["id"], "quantity": 1}],
+            },
+        )
+        assert order.status_code == 201, order.text
+    handler.wait_for(already + 1, timeout=60)
+    time.sleep(3)  # a duplicate would come within this
+    sent = handler.accepted()[already:]
+    assert len(sent) == 1, [message["Subject"] for message in sent]
+    assert f"pods-{suffix}@example.com" in str(sent[0]["To"])
+
+
+def test_helm_test_pod_passes(installation: Installation) -> None:
+    namespace = installation.require()
+    pods = namespace.test(installation.plan)
+    assert pods, "the chart has no test hook"
+    assert all(pod.phase == "Succeeded" for pod in pods), [p.describe() for p in pods]
+
+
+def test_an_api_container_killed_under_traffic_loses_no_request_once_ready_again(
+    installation: Installation, pod_report: Path
+) -> None:
+    if installation.scenario != "default":
+        pytest.skip(DEFAULT_ONLY)
+    namespace = installation.require()
+    api_pods = namespace.pods_of(f"Deployment/{API_SERVICE}")
+    assert len(api_pods) >= 2, "the HPA's minReplicas gives the api two pods"
+    victim = api_pods[0]
+    traffic = Traffic(namespace.service_url(API_SERVICE, "http") + "/livez")
+    traffic.start()
+    time.sleep(2)
+    killed_at = time.monotonic()
+    victim.kill("api")
+    # Restarted (a new incarnation) and Ready again through its probes.
+    while victim.containers["api"].restarts < 1 or not victim.ready:
+        if time.monotonic() - killed_at > 120:
+            pytest.fail("the killed api container was not Ready again:\n" + victim.describe())
+        time.sleep(0.1)
+    ready_again_at = time.monotonic()
+    time.sleep(5)
+    traffic.stop()
+    after = [t for t, _ in traffic.failures if t >= ready_again_at]
+    during = [t for t, _ in traffic.failures if killed_at <= t < ready_again_at]
+    with pod_report.open("a") as report:
+        report.write(
+            f"api container killed: {traffic.count} requests, {len(during)} failed while it "
+            f"was down ({ready_again_at - killed_at:.1f} s until Ready again), "
+            f"{len(after)} after; restarts: {victim.containers['api'].restarts}\n"
+        )
+    assert victim.containers["api"].restarts == 1
+    assert not after, traffic.failures
+    # The other pod serves throughout: only requests the dying container held, or that
+    # reached it before the kubelet saw it exit, may fail.
+    assert len(during) <= 5, traffic.failures
+
+
+class Traffic:
+    """Requests in a loop through the Service, each on a new connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.count = 0
+        self.failures: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.count += 1
+            try:
+                status = httpx.get(self.url, timeout=5).status_code
+                if status != 200:
+                    self.failures.append((time.monotonic(), f"HTTP {status}"))
+            except httpx.HTTPError as error:
+                self.failures.append((time.monotonic(), repr(error)))
+            time.sleep(0.02)
