@@ -12,11 +12,16 @@ SMTP, and records success right after:
    the outbox row done.
 
 A redelivery after a crash in step 2 finds the lease, waits for it to expire and sends:
-the crashed attempt never got the server's acceptance, so this is the first email. The
-one window left is a crash (or a database outage outlasting the retries below) between
-the server's acceptance in step 2 and the commit of step 3: then the email is sent again
-once the lease expires. SMTP offers no way to close it (no transactional hand-off), so it
-is kept as short as possible and the duplicate carries the same Message-ID.
+the crashed attempt never got the server's acceptance, so this is the first email.
+
+Once the server accepted the message, the attempt knows it and never sends again: if
+step 3 fails (the database is unreachable, however long; the attempt runs out of time),
+it raises ``AcceptedNotRecorded`` and the task retries the recording alone
+(:func:`record_accepted`) until the database is back. The one window left is a crash of
+the worker process between the server's acceptance and the moment that retry is handed
+to the broker (or the broker refusing it then): the message is then redelivered as a
+fresh attempt, which sends again once the lease expires. SMTP offers no transactional
+hand-off to close it; the duplicate carries the same Message-ID.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.core.models import (
     ConfirmationStatus,
@@ -41,15 +48,15 @@ from services.core.models import (
 )
 from services.core.settings import Settings
 from services.worker import mail, outbox_lifecycle
-from services.worker.errors import LeaseBusy, OrderVanished
+from services.worker.errors import AcceptedNotRecorded, LeaseBusy, OrderVanished
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["sent", "already-sent"]
 
-# Retries of the final bookkeeping: the email is out, so a short database blip here
-# must not become a second email. Seconds to wait before each further try.
-RECORD_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+# Quick retries of the final bookkeeping within the attempt, for a blip; a longer outage
+# is handed to the task's retries (AcceptedNotRecorded). Seconds before each further try.
+RECORD_RETRY_DELAYS_S = (0.2, 0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,17 +197,29 @@ def send_order_confirmation(
         with contextlib.suppress(SQLAlchemyError), engine.begin() as conn:
             release(conn, message_id=msg_id, token=token)
         raise
-    for delay in (*RECORD_RETRY_DELAYS_S, None):
-        try:
-            with engine.begin() as conn:
-                record_sent(
-                    conn, message_id=msg_id, order_id=order_id, outbox_id=outbox_id, token=token
+    try:
+        for delay in (*RECORD_RETRY_DELAYS_S, None):
+            try:
+                record_accepted(
+                    engine, settings, outbox_id=outbox_id, order_id=order_id, token=token
                 )
-            break
-        except OperationalError:
-            if delay is None:
-                raise
-            log.warning("email %s sent; recording it failed, retrying", msg_id, exc_info=True)
-            time.sleep(delay)
+                break
+            except (OperationalError, PoolTimeout):
+                if delay is None:
+                    raise
+                log.warning("email %s sent; recording it failed, retrying", msg_id, exc_info=True)
+                time.sleep(delay)
+    except (OperationalError, PoolTimeout, SoftTimeLimitExceeded) as error:
+        raise AcceptedNotRecorded(msg_id, token) from error
     log.info("email %s sent (attempt %d)", msg_id, claimed.attempt)
     return "sent"
+
+
+def record_accepted(
+    engine: Engine, settings: Settings, *, outbox_id: int, order_id: int, token: str
+) -> None:
+    """Record that the SMTP server accepted order ``order_id``'s confirmation under
+    ``token``'s attempt. Raises database errors; never sends."""
+    msg_id = mail.message_id(order_id, settings.smtp.message_id_domain)
+    with engine.begin() as conn:
+        record_sent(conn, message_id=msg_id, order_id=order_id, outbox_id=outbox_id, token=token)

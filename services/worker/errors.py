@@ -4,6 +4,8 @@
     ├── OrderVanished     the order no longer exists
     └── MailRejected      the SMTP server refused the message for good (5xx)
     LeaseBusy             another attempt holds the email's lease: retry when it ends
+    AcceptedNotRecorded   the SMTP server accepted the email but recording it failed:
+                          retry the recording only, never the send
 
 Everything else that is transient (SMTP 4xx, network errors and timeouts, database
 outages) is retried with exponential backoff; see ``tasks.TRANSIENT``.
@@ -44,3 +46,15 @@ def is_permanent_smtp_error(error: smtplib.SMTPException) -> bool:
     if isinstance(error, smtplib.SMTPResponseException):
         return error.smtp_code >= 500
     return False
+
+
+class AcceptedNotRecorded(Exception):
+    """The SMTP server accepted the email under ``token``'s attempt, and recording that
+    failed (the database is unreachable, or the attempt ran out of time). The attempt
+    must go on recording until the database is back; sending again would be a duplicate.
+    """
+
+    def __init__(self, message_id: str, token: str) -> None:
+        super().__init__(f"{message_id}: accepted by the SMTP server, not recorded yet")
+        self.message_id = message_id
+        self.token = token

@@ -18,6 +18,7 @@ from uuid import uuid4
 from billiard.einfo import ExceptionInfo
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -25,7 +26,12 @@ from services.core.outbox import SEND_ORDER_CONFIRMATION
 from services.core.settings import Settings
 from services.worker import confirmations, outbox_lifecycle, runtime
 from services.worker.cache_invalidation import forget_user_orders
-from services.worker.errors import LeaseBusy, MailRejected, is_permanent_smtp_error
+from services.worker.errors import (
+    AcceptedNotRecorded,
+    LeaseBusy,
+    MailRejected,
+    is_permanent_smtp_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,12 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     PoolTimeout,
     SoftTimeLimitExceeded,
 )
+
+
+# An email the SMTP server accepted is recorded however long the database is away: its
+# retries never run out (and never dead-letter it, which an operator could retry into a
+# second email). Celery has no "infinite" per retry() call, hence a number no outage hits.
+RECORD_UNTIL_DONE = 10**9
 
 
 class DeadLetteringTask(Task):  # type: ignore[type-arg]
@@ -91,8 +103,17 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         reject_on_worker_lost=True,
         ignore_result=True,
     )
-    def send_order_confirmation(self: Task, outbox_id: int, order_id: int) -> str:  # type: ignore[type-arg]
+    def send_order_confirmation(
+        self: Task,  # type: ignore[type-arg]
+        outbox_id: int,
+        order_id: int,
+        accepted_by: str | None = None,
+    ) -> str:
+        """``accepted_by``: the attempt whose email the SMTP server already accepted;
+        set, the task only records that (see ``confirmations``)."""
         resources = runtime.current()
+        if accepted_by is not None:
+            return record_only(self, outbox_id, order_id, accepted_by)
         token = f"{self.request.id}/{uuid4().hex[:12]}"
         try:
             outcome = confirmations.send_order_confirmation(
@@ -101,9 +122,43 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         except LeaseBusy as busy:
             # Not a failure: come back when the other attempt's lease has run out.
             raise self.retry(countdown=busy.retry_in_s + random.uniform(0.1, 1.0)) from None
+        except AcceptedNotRecorded as accepted:
+            log.warning("%s; recording it later", accepted)
+            raise retry_recording(self, outbox_id, order_id, accepted.token) from None
         except smtplib.SMTPException as error:
             if is_permanent_smtp_error(error):
                 raise MailRejected(str(error)) from error
             raise
         forget_user_orders(resources, order_id)  # its confirmation_status is now "sent"
         return outcome
+
+    def record_only(
+        task: Task,  # type: ignore[type-arg]
+        outbox_id: int,
+        order_id: int,
+        token: str,
+    ) -> str:
+        resources = runtime.current()
+        try:
+            confirmations.record_accepted(
+                resources.engine, settings, outbox_id=outbox_id, order_id=order_id, token=token
+            )
+        except TRANSIENT:
+            raise retry_recording(task, outbox_id, order_id, token) from None
+        forget_user_orders(resources, order_id)
+        return "sent"
+
+    def retry_recording(
+        task: Task,  # type: ignore[type-arg]
+        outbox_id: int,
+        order_id: int,
+        token: str,
+    ) -> BaseException:
+        countdown = get_exponential_backoff_interval(
+            worker.retry_backoff_s,
+            task.request.retries,
+            worker.retry_backoff_max_s,
+            full_jitter=True,
+        )
+        kwargs = {"outbox_id": outbox_id, "order_id": order_id, "accepted_by": token}
+        return task.retry(kwargs=kwargs, countdown=countdown, max_retries=RECORD_UNTIL_DONE)

@@ -14,6 +14,7 @@ import email
 import email.policy
 import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
@@ -32,6 +33,9 @@ class RecordingHandler:
         self.stalled = threading.Event()
         self.abandoned = threading.Event()
         self.release = threading.Event()
+        # Called once a message is accepted, just before the server says so (the 250):
+        # a fault injected there lands after the email is out, before the sender knows.
+        self.on_accept: Callable[[], None] | None = None
 
     def reset(self) -> None:
         with self._lock:
@@ -42,6 +46,7 @@ class RecordingHandler:
             self.stalled.clear()
             self.abandoned.clear()
             self.release.clear()
+            self.on_accept = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
@@ -65,6 +70,9 @@ class RecordingHandler:
         assert isinstance(message, EmailMessage)
         with self._lock:
             self.messages.append(message)
+            on_accept = self.on_accept
+        if on_accept is not None:
+            on_accept()
         return "250 2.0.0 OK"
 
     def accepted(self) -> list[EmailMessage]:

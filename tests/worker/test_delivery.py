@@ -12,62 +12,23 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from email.message import EmailMessage
 
 import asyncpg
-import httpx
 
 from devstack.stack import REPO
 from services.core.outbox import SEND_ORDER_CONFIRMATION
 from tests.support.api import RunningApi
+from tests.support.delivery import (
+    emails,
+    eventually,
+    message_id,
+    new_order,
+    no_more_emails,
+    status_becomes,
+)
 from tests.support.factories import create_product, create_user, place_order
 from tests.support.processes import BrokerRedis, Processes
 from tests.support.smtp import SmtpServer
-
-
-def message_id(order_id: int) -> str:
-    return f"<order-{order_id}.confirmation@stampede.dev>"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(within):
-            # Polling: the state lives in other processes (Postgres, the SMTP thread).
-            while not await check():  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"not after {within}s: {what}") from None
-
-
-async def emails(smtp: SmtpServer, count: int, within: float = 30) -> list[EmailMessage]:
-    async def arrived() -> bool:
-        return len(smtp.handler.accepted()) >= count
-
-    await eventually(arrived, within, f"{count} email(s) accepted")
-    return smtp.handler.accepted()
-
-
-async def status_becomes(client: httpx.AsyncClient, order_id: int, status: str) -> None:
-    async def check() -> bool:
-        response = await client.get(f"/orders/{order_id}")
-        return bool(response.json()["confirmation_status"] == status)
-
-    await eventually(check, 30, f"order {order_id} confirmation {status}")
-
-
-async def no_more_emails(smtp: SmtpServer, count: int, settle_s: float = 1.5) -> None:
-    """Nothing else arrives for a while (a duplicate would come within seconds)."""
-    await asyncio.sleep(settle_s)
-    assert len(smtp.handler.accepted()) == count
-
-
-async def new_order(client: httpx.AsyncClient) -> dict[str, object]:
-    user = await create_user(client, "ada@example.com")
-    lamp = await create_product(client, name="Desk Lamp", price_cents=1999, stock=5)
-    response = await place_order(client, user["id"], [(lamp["id"], 1)])
-    assert response.status_code == 201, response.text
-    return dict(response.json())
 
 
 async def test_one_order_sends_exactly_one_email_with_its_lines_and_total(

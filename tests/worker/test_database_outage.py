@@ -1,0 +1,118 @@
+"""The database goes away just after the SMTP server accepted an email.
+
+The attempt knows the email is out: it must record that once the database is back, and
+never send it again, however long the outage (here: longer than the email's claim lease,
+after which a fresh attempt would claim and send).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from devstack.servers import LOCALHOST, PgBouncerServer, RunningProcess, free_port, start
+from services.core.settings import Settings
+from tests.support.api import RunningApi
+from tests.support.delivery import emails, eventually, new_order, no_more_emails, status_becomes
+from tests.support.endpoints import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
+from tests.support.processes import Processes
+from tests.support.smtp import SmtpServer
+
+
+@dataclass
+class Pooler:
+    """A PgBouncer of the worker's own, in front of the test database, that a test can
+    stop and start again on the same port."""
+
+    server: PgBouncerServer
+    process: RunningProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return (
+            f"postgresql+asyncpg://{APP_USER}:{APP_PASSWORD}@{LOCALHOST}:{self.server.port}"
+            f"/{APP_DB}"
+        )
+
+    def start(self) -> None:
+        self.process = start(self.server)
+        self.process.wait_ready()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+@pytest.fixture
+def worker_pooler(servers_dir: Path, postgres_server: DatabaseEndpoint) -> Iterator[Pooler]:
+    port = free_port()
+    pooler = Pooler(
+        PgBouncerServer(
+            workdir=servers_dir / f"pgbouncer-worker-{port}",
+            port=port,
+            postgres_port=postgres_server.port,
+            db_name=APP_DB,
+            app_user=APP_USER,
+            app_password=APP_PASSWORD,
+            default_pool_size=4,
+        )
+    )
+    pooler.start()
+    try:
+        yield pooler
+    finally:
+        pooler.stop()
+
+
+async def test_an_accepted_email_is_recorded_after_the_outage_and_never_sent_again(
+    processes: Processes,
+    shop: RunningApi,
+    smtp_server: SmtpServer,
+    db: asyncpg.Connection,
+    worker_env: dict[str, str],
+    worker_settings: Settings,
+    worker_pooler: Pooler,
+    tmp_path: Path,
+) -> None:
+    # Only the worker goes through the pooler that disappears; the api and the relay
+    # keep theirs, as in a pod whose Postgres is unreachable from one place.
+    workers = Processes({**worker_env, "STAMPEDE_DB__URL": worker_pooler.url}, tmp_path)
+    try:
+        workers.worker()
+        processes.relay()
+        gone = threading.Event()
+
+        def database_goes_away() -> None:
+            worker_pooler.stop()
+            gone.set()
+
+        smtp_server.handler.on_accept = database_goes_away
+        order = await new_order(shop.client)
+        order_id = int(str(order["id"]))
+
+        async def outage_began() -> bool:
+            return gone.is_set()
+
+        await eventually(outage_began, 30, "the email accepted and the database gone")
+        await emails(smtp_server, 1, within=1)
+        # Past the claim's lease: from here a fresh attempt could claim and send again.
+        await asyncio.sleep(worker_settings.worker.claim_lease_s + 2)
+        worker_pooler.start()
+
+        await status_becomes(shop.client, order_id, "sent")
+        # Retries back off for up to retry_backoff_max_s: a resend would come within it.
+        await no_more_emails(
+            smtp_server, 1, settle_s=worker_settings.worker.retry_backoff_max_s + 3
+        )
+        assert await db.fetchval("SELECT attempts FROM email_deliveries") == 1
+        assert await db.fetchval("SELECT sent_at IS NOT NULL FROM email_deliveries")
+        assert await db.fetchval("SELECT done_at IS NOT NULL FROM outbox")
+    finally:
+        workers.stop_all()
