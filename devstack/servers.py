@@ -238,6 +238,12 @@ class PostgresServer:
         self.psql(script)
 
 
+# After a failed login to Postgres PgBouncer waits this long before trying again, and
+# fails new clients meanwhile: its default (15 s) kept the api down for 15 s after
+# Postgres was back. The chart's sidecar uses the same value (pgbouncer.serverLoginRetry).
+SERVER_LOGIN_RETRY_S = 1
+
+
 @dataclass(frozen=True)
 class PgBouncerServer:
     """PgBouncer in transaction mode in front of one database of a Postgres server."""
@@ -290,6 +296,7 @@ stats_users = {self.app_user}
 pool_mode = transaction
 default_pool_size = {self.default_pool_size}
 max_client_conn = {self.max_client_conn}
+server_login_retry = {SERVER_LOGIN_RETRY_S}
 server_reset_query =
 ignore_startup_parameters = extra_float_digits
 logfile =

@@ -9,6 +9,7 @@ dashboards and alerts use. Only the in-container paths are moved into a temp dir
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ import httpx
 import pytest
 
 from devstack.monitoring import PGBOUNCER_EXPORTER_VENV
-from devstack.servers import as_user, free_port, own, unprivileged_user
+from devstack.servers import SERVER_LOGIN_RETRY_S, as_user, free_port, own, unprivileged_user
 from tests.support.chart import Helm
 from tests.support.endpoints import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
 
@@ -166,3 +167,11 @@ def test_refuses_to_start_when_the_fd_limit_cannot_hold_its_clients(sidecar: Sid
     )
     assert result.returncode == 1
     assert "RLIMIT_NOFILE 256 <" in result.stderr
+
+
+def test_reconnects_to_postgres_as_fast_as_the_local_stack(sidecar: Sidecar) -> None:
+    """The sidecar and the local stack's PgBouncer retry a failed Postgres login equally
+    soon, so an outage proven short locally is short in the cluster."""
+    parser = configparser.ConfigParser()
+    parser.read_string((sidecar.workdir / "pgbouncer.ini").read_text())
+    assert int(parser["pgbouncer"]["server_login_retry"]) == SERVER_LOGIN_RETRY_S
