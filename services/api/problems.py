@@ -114,8 +114,8 @@ async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
     that one re-raises to the server, which then closes the client's keep-alive
     connection — and the client's next request, maybe a cached read, fails too."""
     if not is_outage(exc):
-        return await _unexpected_error(request, exc)
-    log.warning("database unreachable: %s", exc)
+        raise exc  # a bug or bad data: on to the catch-all (500, logged once outside)
+    log.warning("database unreachable: %s: %s", type(exc).__name__, exc)
     unavailable = DatabaseUnavailable("The database cannot be reached right now; retry.")
     return _render(unavailable, request.url.path)
 
@@ -162,7 +162,8 @@ def internal_error_response(instance: str) -> ProblemResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
-    log.error("unhandled exception", exc_info=exc)
+    # Not logged here: the error goes on to the observation middleware, which logs
+    # every unexpected error once, whichever layer answered it.
     return internal_error_response(request.url.path)
 
 

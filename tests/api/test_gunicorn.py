@@ -89,3 +89,9 @@ async def test_workers_logs_and_graceful_shutdown(
     assert traced, gunicorn.log_lines()[-20:]
     assert traced[0]["route"] == "/users/{user_id}"
     assert traced[0]["status"] == 404
+    # Every line the server wrote, gunicorn's and uvicorn's own included, is one JSON
+    # object (a collector parses them all); uvicorn's worker lines are among them.
+    entries = [json.loads(line) for line in gunicorn.log_lines() if line.strip()]
+    assert {"ts", "level", "logger", "msg"} <= set(entries[0])
+    assert any(entry["logger"] == "uvicorn.error" for entry in entries)
+    assert any(entry["logger"] == "gunicorn.error" for entry in entries)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy.exc import ProgrammingError
 from starlette.types import Receive, Scope, Send
 
 from services.core.shop import products
@@ -64,3 +65,32 @@ async def test_a_failing_route_behind_the_cache_is_a_500_problem_and_not_cached(
         response = await lenient_client.get("/products", headers={"X-Request-ID": "boom-1"})
         _problem(response)
     assert calls == 2  # the 500 was not stored
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("a bug"),
+        # A statement error is no outage: a 500 like any bug, not a 503 to retry.
+        ProgrammingError("SELECT nonsense", {}, Exception("syntax error at or near")),
+    ],
+    ids=["bug", "statement error"],
+)
+async def test_an_unexpected_error_is_answered_and_logged_once_without_reaching_the_server(
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+) -> None:
+    """Re-raised to the server, the error would be logged a second time there and the
+    client's keep-alive connection closed (httpx's ASGI transport raises it here)."""
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(products, "list_products", broken)
+    with caplog.at_level("ERROR"):
+        response = await client.get("/products", headers={"X-Request-ID": "boom-1"})
+    _problem(response)
+    logged = [record for record in caplog.records if record.exc_info]
+    assert [record.getMessage() for record in logged] == ["unhandled exception"]

@@ -104,12 +104,14 @@ class RequestObservationMiddleware:
         try:
             await self.app(scope, receive, observed_send)
         except Exception:
-            # FastAPI's own error middleware answers what the routes raise; this layer
-            # wraps it (and the response cache), so it answers for what fails out here.
+            # The one place an unexpected error is logged. FastAPI's error middleware
+            # answers what the routes raise, then re-raises; this layer answers for what
+            # fails outside it (the response cache, which holds a route's response back).
+            # It ends here: re-raised, the server would log it again and close the
+            # client's keep-alive connection.
+            log.error("unhandled exception", exc_info=True)
             if not status:
-                log.error("unhandled exception", exc_info=True)
                 await internal_error_response(scope["path"])(scope, receive, observed_send)
-            raise
         finally:
             status = status or 500  # the client got nothing: count it as the 500 it is
             elapsed = time.perf_counter() - started

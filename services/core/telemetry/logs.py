@@ -69,8 +69,12 @@ def logging_config(level: str, json_format: bool) -> dict[str, Any]:
         "loggers": {
             # Our access log replaces uvicorn's: it knows the route and the request id.
             "uvicorn.access": {"handlers": [], "propagate": False},
-            "uvicorn.error": {"level": level},
-            "gunicorn.error": {"level": level},
+            # uvicorn-worker gives uvicorn.error gunicorn's handlers and turns propagation
+            # off; under our config those are none, so its lines reached only Python's
+            # last-resort handler: plain text, tracebacks over many lines, INFO dropped.
+            # Everything goes to the root's JSON handler instead.
+            "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
+            "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
             "gunicorn.access": {"handlers": [], "propagate": False},
         },
     }
