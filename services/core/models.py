@@ -143,6 +143,8 @@ class IdempotencyKey(Base):
     """
 
     __tablename__ = "idempotency_keys"
+    # The retention sweep deletes the oldest keys (services.worker.retention).
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     # sha256 of the canonical request, to refuse a key reused for a different request.
@@ -175,6 +177,8 @@ class OutboxMessage(Base):
             postgresql_where=text("done_at IS NULL AND dead_at IS NULL"),
         ),
         Index("ix_outbox_dead", "id", postgresql_where=text("dead_at IS NOT NULL")),
+        # The retention sweep: finished rows, oldest first.
+        Index("ix_outbox_done", "done_at", postgresql_where=text("done_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -137,6 +137,20 @@ class RelaySettings(BaseModel):
     heartbeat_file: str | None = Field(
         None, description="Touched on every turn of the loop; the chart's probes check its age."
     )
+    # Finished work and old idempotency keys are deleted by the relay, a batch at a time
+    # (short transactions, no long locks). Dead letters and unfinished rows are kept.
+    outbox_retention_s: int = Field(
+        7 * 86_400, ge=3600, description="Keep finished outbox rows this long."
+    )
+    # Stripe keeps idempotency keys 24 h: a retry with the same key after that is a new
+    # order. Longer than any client's retry horizon.
+    idempotency_key_retention_s: int = Field(
+        86_400, ge=3600, description="Keep Idempotency-Key answers this long."
+    )
+    prune_every_s: float = Field(
+        60.0, gt=0, description="How often the relay deletes expired rows."
+    )
+    prune_batch_size: int = Field(1000, ge=1, le=100_000, description="Rows per delete.")
 
 
 class SmtpSettings(BaseModel):

@@ -35,7 +35,7 @@ from services.core.db import create_sync_engine, libpq_dsn
 from services.core.outbox import OUTBOX_CHANNEL
 from services.core.settings import Settings
 from services.core.telemetry.logs import logging_config
-from services.worker import metrics, outbox_lifecycle
+from services.worker import metrics, outbox_lifecycle, retention
 from services.worker.celery_app import QUEUE, create_celery
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class Relay:
         self._celery = celery
         self._settings = settings.relay
         self._last_housekeeping = 0.0
+        self._last_sweep = 0.0
 
     def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published.
@@ -127,7 +128,8 @@ class Relay:
         return len(published)
 
     def housekeeping(self) -> None:
-        """Every few seconds: republish stale rows, refresh the backlog metrics."""
+        """Every few seconds: republish stale rows, refresh the backlog metrics; every
+        ``prune_every_s``, delete what outlived its retention."""
         now = time.monotonic()
         if now - self._last_housekeeping < HOUSEKEEPING_EVERY_S:
             return
@@ -143,6 +145,20 @@ class Relay:
             metrics.queue_length(self._celery, QUEUE)
         except BROKER_ERRORS:
             log.warning("cannot read the queue length", exc_info=True)
+        if now - self._last_sweep >= self._settings.prune_every_s:
+            self._last_sweep = now
+            swept = retention.sweep(
+                self._engine,
+                outbox_retention_s=self._settings.outbox_retention_s,
+                idempotency_key_retention_s=self._settings.idempotency_key_retention_s,
+                batch_size=self._settings.prune_batch_size,
+            )
+            if swept.outbox_rows or swept.idempotency_keys:
+                log.info(
+                    "retention: deleted %d finished outbox rows, %d idempotency keys",
+                    swept.outbox_rows,
+                    swept.idempotency_keys,
+                )
 
     def _heartbeat(self) -> None:
         # Proof of life for the liveness probe: the loop turns, whatever else fails.
