@@ -12,6 +12,7 @@ from devstack.servers import (
     PgBouncerServer,
     PostgresServer,
     RunningProcess,
+    Server,
     free_port,
     start,
 )
@@ -73,3 +74,21 @@ def pgbouncer_in_front_of(postgres: DatabaseEndpoint, workdir: Path) -> Iterator
 
 
 TABLES = "users, products, orders, order_items, idempotency_keys, outbox, email_deliveries"
+
+
+class Restartable:
+    """A server a test may stop and start again, on the same port and files (a broker
+    outage, a pooler gone for a while)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.process: RunningProcess | None = None
+
+    def start(self) -> None:
+        self.process = start(self.server)
+        self.process.wait_ready()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None

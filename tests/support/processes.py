@@ -14,8 +14,9 @@ from typing import IO, Any
 
 import redis
 
-from devstack.servers import LOCALHOST, RedisServer, RunningProcess, free_port, start, tail
+from devstack.servers import LOCALHOST, RedisServer, free_port, tail
 from devstack.stack import RELAY_COMMAND, REPO, WORKER_COMMAND
+from tests.support.endpoints import Restartable
 
 
 class Process:
@@ -82,22 +83,12 @@ TIMINGS: dict[str, dict[str, Any]] = {
 }
 
 
-class BrokerRedis:
+class BrokerRedis(Restartable):
     """The broker Redis (noeviction, AOF), which a test may stop and start again."""
 
     def __init__(self, workdir: Path) -> None:
-        self.server = RedisServer(workdir=workdir, port=free_port(), role="broker")
+        super().__init__(RedisServer(workdir=workdir, port=free_port(), role="broker"))
         self.url = f"redis://{LOCALHOST}:{self.server.port}/0"
-        self.process: RunningProcess | None = None
-
-    def start(self) -> None:
-        self.process = start(self.server)
-        self.process.wait_ready()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)

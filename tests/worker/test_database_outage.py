@@ -10,28 +10,23 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from devstack.servers import LOCALHOST, PgBouncerServer, RunningProcess, free_port, start
+from devstack.servers import LOCALHOST, PgBouncerServer, free_port
 from services.core.settings import Settings
 from tests.support.api import RunningApi
 from tests.support.delivery import emails, eventually, new_order, no_more_emails, status_becomes
-from tests.support.endpoints import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
+from tests.support.endpoints import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint, Restartable
 from tests.support.processes import Processes
 from tests.support.smtp import SmtpServer
 
 
-@dataclass
-class Pooler:
+class Pooler(Restartable):
     """A PgBouncer of the worker's own, in front of the test database, that a test can
     stop and start again on the same port."""
-
-    server: PgBouncerServer
-    process: RunningProcess | None = None
 
     @property
     def url(self) -> str:
@@ -39,15 +34,6 @@ class Pooler:
             f"postgresql+asyncpg://{APP_USER}:{APP_PASSWORD}@{LOCALHOST}:{self.server.port}"
             f"/{APP_DB}"
         )
-
-    def start(self) -> None:
-        self.process = start(self.server)
-        self.process.wait_ready()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
 
 
 @pytest.fixture
