@@ -111,6 +111,10 @@ class WorkerSettings(BaseModel):
     )
     metrics_addr: str = "127.0.0.1"
     metrics_multiproc_dir: str | None = Field(None, description="Default: a temporary directory.")
+    heartbeat_file: str | None = Field(
+        None, description="Touched while the consumer consumes; the chart's liveness checks it."
+    )
+    heartbeat_interval_s: float = Field(5.0, gt=0, description="How often it is touched.")
 
 
 class RelaySettings(BaseModel):

@@ -22,6 +22,7 @@ from typing import Any
 from celery import Celery
 
 from services.core.settings import Settings
+from services.worker import heartbeat
 from services.worker.tasks import register_tasks
 
 QUEUE = "stampede"
@@ -63,4 +64,5 @@ def create_celery(settings: Settings) -> Celery:
     app = Celery("stampede", set_as_current=False)
     app.conf.update(celery_config(settings))
     register_tasks(app, settings)
+    heartbeat.install(app, settings.worker)
     return app
