@@ -9,7 +9,6 @@ unexpected (500, logged with its traceback, no internals in the body).
 from __future__ import annotations
 
 import logging
-import socket
 from http import HTTPStatus
 from typing import Any
 
@@ -21,7 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
-from services.core.db import is_outage
+from services.core.db import CONNECTION_ERRORS, is_outage
 from services.core.errors import PROBLEM_BASE, DatabaseUnavailable, StampedeError, Unavailable
 from services.core.telemetry.logs import request_id_var
 
@@ -169,7 +168,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> ProblemResponse
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StampedeError, _stampede_error)
-    for outage in (DBAPIError, ConnectionError, TimeoutError, socket.gaierror):
+    for outage in (DBAPIError, *CONNECTION_ERRORS):
         app.add_exception_handler(outage, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -86,6 +86,11 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 _OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
+# How an unreachable server shows before SQLAlchemy wraps anything: asyncpg's connect
+# raises these as they are.
+CONNECTION_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
+
+
 def is_outage(error: BaseException) -> bool:
     """Whether ``error`` says the database could not be reached or used — a connection
     refused, reset, closed or timed out, the pooler unable to log in to Postgres, the
@@ -95,7 +100,7 @@ def is_outage(error: BaseException) -> bool:
     A refused connect comes from asyncpg unwrapped (an ``OSError``); the rest arrive as
     SQLAlchemy's ``DBAPIError``, which marks a dead connection ``connection_invalidated``.
     """
-    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
+    if isinstance(error, CONNECTION_ERRORS):
         return True
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:
