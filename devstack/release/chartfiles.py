@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from devstack.release import dashboards
+from devstack.release.generated import write_exactly
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS_SOURCE = REPO_ROOT / "grafana" / "dashboards"
@@ -38,13 +39,7 @@ def sync_dashboards(
 ) -> list[str]:
     """Make ``target`` hold exactly the minified dashboards of ``source``; return the names."""
     expected = expected_dashboards(source)
-    target.mkdir(parents=True, exist_ok=True)
-    for stale in set(packaged_dashboards(target)) - set(expected):
-        (target / stale).unlink()
-    for name, content in expected.items():
-        path = target / name
-        if not path.exists() or path.read_text() != content:
-            path.write_text(content)
+    write_exactly(target, expected)
     return sorted(expected)
 
 

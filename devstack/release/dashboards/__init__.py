@@ -17,6 +17,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from devstack.release.dashboards import api, cache, database, overview, worker
+from devstack.release.generated import write_exactly
 
 # File stem → the function building that dashboard; the stem is also its uid's suffix.
 DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
@@ -45,12 +46,5 @@ def write_dashboards(target: Path) -> list[str]:
     otherwise ship without ever passing through the code.
     """
     expected = generated_dashboards()
-    target.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(path.name for path in target.glob("*.json")):
-        if stale not in expected:
-            (target / stale).unlink()
-    for name, content in expected.items():
-        path = target / name
-        if not path.exists() or path.read_text() != content:
-            path.write_text(content)
+    write_exactly(target, expected)
     return list(expected)
