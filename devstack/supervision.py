@@ -197,6 +197,21 @@ minfds = 4096
                         f"{name} did not start ({fault.faultString}){detail}"
                     ) from None
 
+    def process_pid(self, name: str) -> int:
+        """The pid of program ``name`` (0 when it does not run)."""
+        with self._rpc() as rpc:
+            info = cast("dict[str, object]", rpc.supervisor.getProcessInfo(name))
+        return int(cast("int", info["pid"]))
+
+    def stop(self, name: str) -> None:
+        """Stop program ``name`` with its stop signal; return once it has exited."""
+        with self._rpc() as rpc:
+            try:
+                rpc.supervisor.stopProcess(name, True)
+            except xmlrpc.client.Fault as fault:
+                if fault.faultCode != Faults.NOT_RUNNING:
+                    raise SupervisorError(f"{name} did not stop ({fault.faultString})") from None
+
     def update(self) -> None:
         """Apply a rewritten config to the running daemon (restarts changed programs)."""
         self.ctl("update", check=True)

@@ -16,26 +16,36 @@ engine is made safe on its own:
   ``prepare_threshold`` times on a connection, so it never prepares
   (``prepare_threshold=None``).
 
+Both pools also ride out a restart of the pooler in front of them (the sidecar's
+container restarting): the api's pool drops connections the pooler closed before handing
+them out and retries a refused connect for ``connect_retry_s`` (see
+:func:`_reconnecting`), so a restart costs latency, not failed requests.
+
 Engines are built in the process that uses them (the ASGI lifespan after gunicorn has
 forked, each Celery child after its fork), never at import time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Engine
+import asyncpg
+from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as create_blocking_engine
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from services.core.settings import DatabaseSettings
 
@@ -59,8 +69,45 @@ def pgbouncer_safe_connect_args(settings: DatabaseSettings) -> dict[str, Any]:
     return args
 
 
+# A refused connect: nothing listens (yet). Only this is retried: a timeout or a
+# reset means a server that is there but failing, which a retry would only prolong.
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 0.5
+
+
+def _reconnecting(
+    retry_s: float,
+) -> Callable[..., Awaitable[asyncpg.Connection]]:
+    """``asyncpg.connect`` that retries a refused connection for up to ``retry_s``."""
+
+    async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+        deadline = time.monotonic() + retry_s
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                return await asyncpg.connect(*args, **kwargs)
+            except ConnectionRefusedError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, _RETRY_MAX_S)
+
+    return connect
+
+
+def _drop_closed_on_checkout(
+    dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+) -> None:
+    # The pooler closed this idle connection (it restarted, or timed the client out):
+    # asyncpg noticed the EOF already, so checking costs no round trip. The pool then
+    # discards it and connects anew instead of failing the request that drew it.
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the pooler closed this connection")
+
+
 def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
@@ -70,8 +117,15 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         # talks to the local sidecar, so a per-checkout ping would just add a round trip.
         pool_pre_ping=False,
         echo=settings.echo,
-        connect_args=pgbouncer_safe_connect_args(settings),
+        connect_args={
+            **pgbouncer_safe_connect_args(settings),
+            # The asyncpg dialect connects through this callable when given one (it is
+            # what its documented ``async_creator`` uses), with the URL's arguments.
+            "async_creator_fn": _reconnecting(settings.connect_retry_s),
+        },
     )
+    event.listen(engine.sync_engine, "checkout", _drop_closed_on_checkout)
+    return engine
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -48,6 +48,11 @@ class DatabaseSettings(BaseModel):
     )
     pool_recycle_s: int = Field(1800, ge=-1, description="Reconnect connections older than this.")
     connect_timeout_s: float = Field(5.0, gt=0)
+    connect_retry_s: float = Field(
+        2.0,
+        ge=0,
+        description="Keep retrying a refused connect this long: the local pooler restarting.",
+    )
     statement_timeout_ms: int = Field(
         10_000, ge=0, description="Client-side bound on any statement (`0`: none)."
     )
@@ -77,8 +82,10 @@ class BrokerSettings(BaseModel):
     # handed out again after this long. It must outlast the longest a worker may hold a
     # message (hard time limit, plus the countdown of a retry, which waits unacked in the
     # worker), or a live task is delivered twice. Checked in Settings below.
+    # Also how long a message held by a worker that died, or whose broker connection
+    # dropped, waits before it is handed out again: kept short by short retry delays.
     visibility_timeout_s: int = Field(
-        3600, ge=1, description="Above the longest a message may stay unacked (checked)."
+        180, ge=1, description="Above the longest a message may stay unacked (checked)."
     )
     restore_interval_s: int = Field(
         10, ge=1, description="How often to look for messages a dead worker took, never acked."
@@ -92,12 +99,15 @@ class WorkerSettings(BaseModel):
     concurrency: int = Field(2, ge=1, le=64, description="Prefork children.")
     soft_time_limit_s: int = Field(30, ge=1)
     time_limit_s: int = Field(45, ge=1)
-    max_retries: int = Field(8, ge=0)
+    # Many short retries rather than few long ones: a retry's countdown is spent unacked
+    # in the worker, so the cap bounds visibility_timeout, which bounds how long a
+    # message stranded by a dead worker or a broker outage waits (docs/delivery.md).
+    max_retries: int = Field(16, ge=0)
     # Whole seconds: Celery's backoff works in integers.
     retry_backoff_s: int = Field(
         2, ge=1, description="Backoff with full jitter: a random delay in [0, base * 2^retries]."
     )
-    retry_backoff_max_s: int = Field(300, ge=1, description="Cap of that delay.")
+    retry_backoff_max_s: int = Field(60, ge=1, description="Cap of that delay.")
     # A redelivered task waits for the lease to expire before it tries again. Longer than
     # the hard time limit, so a live attempt is never overtaken.
     claim_lease_s: int = Field(
@@ -211,6 +221,15 @@ class CacheSettings(BaseModel):
     gzip_level: int = Field(5, ge=1, le=9, description="Done once per stored entry.")
     # Markers must outlive every entry written before them (TTL + stale).
     tag_marker_ttl_s: int = Field(3600, ge=60, description="Lifetime of invalidation markers.")
+    # Kept well under tag_marker_ttl_s: an entry must not outlive the marker that says
+    # it was invalidated.
+    stale_if_error_s: int = Field(
+        600,
+        ge=0,
+        le=1800,
+        description="How long past its stale window, or after an invalidation, an entry is "
+        "kept to answer while the database is unreachable (`0`: never).",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -65,7 +65,7 @@ def test_the_defaults_keep_the_delivery_orderings() -> None:
     [
         ({"worker": {"time_limit_s": 90}}, "time_limit_s < claim_lease_s"),
         ({"worker": {"soft_time_limit_s": 50}}, "soft_time_limit_s < time_limit_s"),
-        ({"broker": {"visibility_timeout_s": 300}}, "< broker visibility_timeout_s"),
+        ({"broker": {"visibility_timeout_s": 100}}, "< broker visibility_timeout_s"),
         ({"relay": {"republish_after_s": 60}}, "visibility_timeout_s < relay republish_after_s"),
         ({"smtp": {"timeout_s": 60}}, "smtp timeout < soft_time_limit_s"),
     ],

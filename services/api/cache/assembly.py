@@ -93,6 +93,7 @@ async def running_cache(
                 lease_s=config.lock_lease_s,
                 breaker=breaker,
                 metrics=counters,
+                stale_if_error_s=config.stale_if_error_s,
             ),
             metrics=counters,
         )

@@ -7,7 +7,9 @@ waiting on the key (see ``services.core.cache.tiered``) and its response is capt
 stored and sent.
 
 ``X-Cache`` says ``hit`` (L1, L2 or shared with a concurrent request), ``stale`` (expired
-entry served while one request recomputes) or ``miss`` (this request ran the route).
+entry served while one request recomputes), ``stale-if-error`` (the database is
+unreachable: the last entry kept, even an invalidated one) or ``miss`` (this request ran
+the route).
 Request ``Cache-Control: no-cache`` is deliberately not honoured: it would let any
 client send every request to the database.
 """
@@ -23,7 +25,12 @@ from services.api.cache.assembly import ApiCache
 from services.core.cache import Entry
 from services.core.cache.tiered import Computed, State
 
-_STATE_VALUES: dict[State, bytes] = {"hit": b"hit", "stale": b"stale", "miss": b"miss"}
+_STATE_VALUES: dict[State, bytes] = {
+    "hit": b"hit",
+    "stale": b"stale",
+    "stale-if-error": b"stale-if-error",
+    "miss": b"miss",
+}
 
 
 class ResponseCacheMiddleware:

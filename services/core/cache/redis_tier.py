@@ -3,9 +3,12 @@
 Each script is one round trip and runs atomically, on Redis' clock (``TIME``) only, so
 no two processes ever compare their own clocks.
 
-* ``read``: fetch the entry, drop it if a tag was invalidated at or after the moment its
-  computation started (``t0``), say whether it is fresh or stale, and, if it is not
-  fresh, try to take the recompute lock (``SET NX PX``: a short lease).
+* ``read``: fetch the entry, say whether it is fresh, stale (servable while one
+  request recomputes) or only a fallback (a tag was invalidated at or after the moment
+  its computation started, ``t0``, or it is past its stale window), and, if it is not
+  fresh, try to take the recompute lock (``SET NX PX``: a short lease). A fallback is
+  kept, until ``stale_if_error_s`` past its stale window, for one case only: the
+  recomputation fails because the database is down (stale-if-error, RFC 5861).
 * ``store``: write the entry unless one of its tags was invalidated since ``t0``, then
   release the lock.
 * ``release``: drop the lock if we still hold it.
@@ -45,20 +48,21 @@ log = logging.getLogger("stampede.cache")
 _READ = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local e = redis.call('HMGET', KEYS[1], 'meta', 'body', 'gz', 't0', 'ttl', 'tags')
+local e = redis.call('HMGET', KEYS[1], 'meta', 'body', 'gz', 't0', 'ttl', 'tags', 'grace')
 local state = 0
 if e[1] then
-  state = 2
   local t0 = tonumber(e[4])
+  local age = now - t0
+  state = 2
+  if age < tonumber(e[5]) then state = 1 end
+  if e[7] and age >= tonumber(e[7]) then state = 3 end
   for tag in string.gmatch(e[6], '%S+') do
     local inv = redis.call('GET', ARGV[1] .. tag)
     if inv and tonumber(inv) >= t0 then
-      state = 0
-      redis.call('DEL', KEYS[1])
+      state = 3
       break
     end
   end
-  if state == 2 and now - t0 < tonumber(e[5]) then state = 1 end
 end
 local locked = 0
 if state ~= 1 and ARGV[2] ~= '' then
@@ -82,7 +86,7 @@ for tag in string.gmatch(ARGV[6], '%S+') do
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'meta', ARGV[3], 'body', ARGV[4], 'gz', ARGV[5],
-           't0', ARGV[2], 'ttl', ARGV[7], 'tags', ARGV[6])
+           't0', ARGV[2], 'ttl', ARGV[7], 'tags', ARGV[6], 'grace', ARGV[10])
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
 release()
 return 1
@@ -93,8 +97,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-State = Literal["none", "fresh", "stale"]
-_STATES: dict[int, State] = {0: "none", 1: "fresh", 2: "stale"}
+# "fallback": invalidated, or past its stale window: never served, unless the origin
+# cannot answer (stale-if-error, RFC 5861).
+State = Literal["none", "fresh", "stale", "fallback"]
+_STATES: dict[int, State] = {0: "none", 1: "fresh", 2: "stale", 3: "fallback"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +127,10 @@ class RedisTier:
         lease_s: float,
         breaker: CircuitBreaker,
         metrics: CacheMetrics,
+        stale_if_error_s: float = 0.0,
     ) -> None:
         self.redis = redis
+        self._stale_if_error_s = stale_if_error_s
         self.breaker = breaker
         self._markers = marker_prefix(namespace)
         self._timeout = op_timeout_s
@@ -173,7 +181,8 @@ class RedisTier:
 
     async def store(self, key: str, entry: Entry, *, t0_us: int, lock_token: str | None) -> bool:
         """Store unless a tag was invalidated since ``t0_us``; release the lock either way."""
-        lifetime_ms = int((entry.ttl_s + entry.stale_s) * 1000)
+        grace_s = entry.ttl_s + entry.stale_s
+        lifetime_ms = int((grace_s + self._stale_if_error_s) * 1000)
         args: list[str | bytes] = [
             self._markers,
             str(t0_us),
@@ -184,6 +193,7 @@ class RedisTier:
             str(int(entry.ttl_s * 1_000_000)),
             lock_token or "",
             str(max(lifetime_ms, 1)),
+            str(int(grace_s * 1_000_000)),
         ]
         reply = await self._call("store", lambda: self._store(keys=[key, key + ":lock"], args=args))
         return bool(reply)

@@ -10,8 +10,11 @@ the slow way (the api runs the route). For one key, at any moment:
   entry lands (bounded by ``lock_wait_s``, after which they compute themselves rather
   than fail);
 * an *expired* entry (within its stale window) is served stale while one request
-  recomputes; an *invalidated* entry is never served: a write must be visible to the
-  writer's next read.
+  recomputes; an *invalidated* entry is not served while the database answers: a write
+  must be visible to the writer's next read. When the recomputation answers that the
+  database is unreachable (a 502/503/504), the last entry kept for the key is served
+  instead, invalidated or long expired (stale-if-error, up to ``stale_if_error_s``):
+  during an outage an older answer beats none, and no newer one can be read anyway.
 
 Without Redis (down, slow, breaker open) the leader computes and keeps the result in L1
 only: the database sees one recomputation per key per process instead of one per
@@ -36,7 +39,9 @@ from services.core.cache.policy import CachePolicy
 from services.core.cache.redis_tier import Lookup, RedisTier
 from services.core.settings import CacheSettings
 
-State = Literal["hit", "stale", "miss"]
+State = Literal["hit", "stale", "stale-if-error", "miss"]
+# What a recomputation answers when the database is unreachable.
+_ORIGIN_DOWN = frozenset({502, 503, 504})
 # Only these response headers may be replaced by the stored entry's own; any other
 # (a cookie, a Location) makes the response uncacheable.
 _REPLAYED_HEADERS = frozenset({b"content-type", b"content-length"})
@@ -134,7 +139,7 @@ class TieredCache:
                 await flight.done.wait()
         shared = flight.outcome
         if shared is not None and shared.entry is not None:
-            if shared.state == "stale":
+            if shared.state in ("stale", "stale-if-error"):
                 self.metrics.stale(route)
             else:
                 self.metrics.hit(route, "l1")
@@ -158,13 +163,16 @@ class TieredCache:
         delay = 0.005
         epoch = self.l1.epoch
         found: Lookup | None = await self.l2.read(key, lock_token=token)
+        fallback: Entry | None = None
         while True:
+            if found is not None and found.state == "fallback":
+                fallback = found.entry
             if found is None:
                 # No L2 (down, slow, breaker open): compute and keep the result in L1.
                 # The failed read may still have taken the lock: give it back if Redis
                 # answers again (the breaker makes this free while it does not).
                 outcome = await self._compute(
-                    key, route, policy, path_params, compute, flight, epoch
+                    key, route, policy, path_params, compute, flight, epoch, fallback=fallback
                 )
                 await self.l2.release(key, token)
                 return outcome
@@ -186,7 +194,16 @@ class TieredCache:
                 # not stay uncached until the lease ends. ``found.now_us`` predates our
                 # database reads, so an invalidation since still refuses the store.
                 return await self._compute(
-                    key, route, policy, path_params, compute, flight, epoch, found.now_us, token
+                    key,
+                    route,
+                    policy,
+                    path_params,
+                    compute,
+                    flight,
+                    epoch,
+                    found.now_us,
+                    token,
+                    fallback=fallback,
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
@@ -204,6 +221,8 @@ class TieredCache:
         epoch: int,
         t0_us: int | None = None,
         token: str | None = None,
+        *,
+        fallback: Entry | None = None,
     ) -> Outcome:
         self.metrics.miss(route)
         try:
@@ -216,6 +235,11 @@ class TieredCache:
         if entry is None:
             if token is not None:
                 await self.l2.release(key, token)
+            if fallback is not None and computed.status in _ORIGIN_DOWN:
+                self.metrics.stale(route)
+                served = Outcome("stale-if-error", fallback)
+                flight.resolve(served)
+                return served
             return Outcome("miss", None, computed)
         stored = True
         if t0_us is not None:
