@@ -15,7 +15,8 @@ A redelivery after a crash in step 2 finds the lease, waits for it to expire and
 the crashed attempt never got the server's acceptance, so this is the first email.
 
 Once the server accepted the message, the attempt knows it and never sends again: if
-step 3 fails (the database is unreachable, however long; the attempt runs out of time),
+step 3 fails (any database error: unreachable however long, a COMMIT cut short; the
+attempt runs out of time),
 it raises ``AcceptedNotRecorded`` and the task retries the recording alone
 (:func:`record_accepted`) until the database is back. The one window left is a crash of
 the worker process between the server's acceptance and the moment that retry is handed
@@ -35,8 +36,7 @@ from typing import Literal
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.core.models import (
     ConfirmationStatus,
@@ -204,12 +204,15 @@ def send_order_confirmation(
                     engine, settings, outbox_id=outbox_id, order_id=order_id, token=token
                 )
                 break
-            except (OperationalError, PoolTimeout):
+            except SQLAlchemyError:
                 if delay is None:
                     raise
                 log.warning("email %s sent; recording it failed, retrying", msg_id, exc_info=True)
                 time.sleep(delay)
-    except (OperationalError, PoolTimeout, SoftTimeLimitExceeded) as error:
+    except (SQLAlchemyError, SoftTimeLimitExceeded) as error:
+        # Whatever the database answered — an outage, or an error as odd as a COMMIT
+        # cut short by a server shutting down — the email is out: only the record may
+        # be tried again, never the send.
         raise AcceptedNotRecorded(msg_id, token) from error
     log.info("email %s sent (attempt %d)", msg_id, claimed.attempt)
     return "sent"

@@ -46,6 +46,10 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+# Whatever stops the recording of an accepted email is retried, never dead-lettered: an
+# operator's retry of a dead letter would send a second email.
+RECORDING_FAILURES: tuple[type[BaseException], ...] = (*TRANSIENT, SQLAlchemyError)
+
 # An email the SMTP server accepted is recorded however long the database is away: its
 # retries never run out (and never dead-letter it, which an operator could retry into a
 # second email). Celery has no "infinite" per retry() call, hence a number no outage hits.
@@ -143,7 +147,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             confirmations.record_accepted(
                 resources.engine, settings, outbox_id=outbox_id, order_id=order_id, token=token
             )
-        except TRANSIENT:
+        except RECORDING_FAILURES:
             raise retry_recording(task, outbox_id, order_id, token) from None
         forget_user_orders(resources, order_id)
         return "sent"

@@ -13,8 +13,14 @@ from sqlalchemy import Engine
 from services.core.db import create_sync_engine
 from services.core.settings import Settings
 from services.worker import confirmations
-from services.worker.errors import LeaseBusy, OrderVanished, is_permanent_smtp_error
+from services.worker.errors import (
+    AcceptedNotRecorded,
+    LeaseBusy,
+    OrderVanished,
+    is_permanent_smtp_error,
+)
 from tests.support.api import RunningApi
+from tests.support.endpoints import APP_DB, APP_USER, DatabaseEndpoint
 from tests.support.factories import create_product, create_user, place_order
 from tests.support.smtp import SmtpServer
 
@@ -120,3 +126,33 @@ def test_vanished_order_is_permanent(engine: Engine, worker_settings: Settings) 
 )
 def test_only_5xx_replies_are_permanent(error: smtplib.SMTPException, permanent: bool) -> None:
     assert is_permanent_smtp_error(error) is permanent
+
+
+@pytest.mark.usefixtures("clean")
+async def test_any_database_error_after_acceptance_retries_the_record_never_the_send(
+    shop: RunningApi,
+    db: asyncpg.Connection,
+    engine: Engine,
+    worker_settings: Settings,
+    smtp_server: SmtpServer,
+    postgres_server: DatabaseEndpoint,
+) -> None:
+    # Not an outage but a statement error (seen in a drill: a COMMIT cut short by a
+    # Postgres shutting down): the email is out all the same.
+    order_id, outbox_id = await placed_order(shop, db)
+    args = {"outbox_id": outbox_id, "order_id": order_id}
+    admin = postgres_server.admin
+    assert admin is not None
+    revoke = f"REVOKE UPDATE ON email_deliveries FROM {APP_USER}"
+    smtp_server.handler.on_accept = lambda: admin.psql(revoke, database=APP_DB)
+    try:
+        with pytest.raises(AcceptedNotRecorded) as accepted:
+            confirmations.send_order_confirmation(engine, worker_settings, token="a", **args)
+    finally:
+        admin.psql(f"GRANT UPDATE ON email_deliveries TO {APP_USER}", database=APP_DB)
+
+    confirmations.record_accepted(engine, worker_settings, token=accepted.value.token, **args)
+    again = confirmations.send_order_confirmation(engine, worker_settings, token="b", **args)
+    assert again == "already-sent"
+    assert len(smtp_server.handler.accepted()) == 1
+    assert await db.fetchval("SELECT confirmation_status FROM orders") == "sent"
