@@ -8,9 +8,10 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 DEV := STAMPEDE_PROFILE=dev
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+DRILL_ARGS ?=
 SEED_ARGS ?=
 
-.PHONY: help deps up down status test lint fmt typecheck migrate seed bench tools dashboards \
+.PHONY: help deps up down status test lint fmt typecheck migrate seed bench drill tools dashboards \
 	docs chart-test image-test kind-up kind-down e2e
 
 ##@ The two commands
@@ -38,6 +39,9 @@ seed: ## Re-seed the local stack's demo data (SEED_ARGS='--users 1000')
 bench: up ## wrk against the local stack, each row beside its floor (BENCH_ARGS=--isolate)
 	@devstack/install-deps.sh --bench
 	uv run python -m bench $(BENCH_ARGS)
+
+drill: up ## Faults injected under load, a row and a verdict per fault (DRILL_ARGS=--short)
+	uv run python -m devstack.drill $(DRILL_ARGS)
 
 ##@ Code
 
