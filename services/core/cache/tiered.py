@@ -15,6 +15,8 @@ the slow way (the api runs the route). For one key, at any moment:
   database is unreachable (a 502/503/504), the last entry kept for the key is served
   instead, invalidated or long expired (stale-if-error, up to ``stale_if_error_s``):
   during an outage an older answer beats none, and no newer one can be read anyway.
+  Each process also remembers the last entry it saw per key (as many keys as L1
+  holds), for when Redis cannot be asked either.
 
 Without Redis (down, slow, breaker open) the leader computes and keeps the result in L1
 only: the database sees one recomputation per key per process instead of one per
@@ -28,6 +30,7 @@ import contextlib
 import json
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -91,6 +94,9 @@ class TieredCache:
         self.l2 = l2
         self.metrics = metrics
         self._flights: dict[str, _Flight] = {}
+        # key -> the last entry this process served or stored for it, kept through
+        # invalidations and expiry for stale-if-error alone.
+        self._last_known: OrderedDict[str, Entry] = OrderedDict()
 
     def drop_tags(self, tags: Iterable[str]) -> None:
         """Apply an invalidation to this process: L1, and no joining older flights."""
@@ -115,7 +121,7 @@ class TieredCache:
             return Outcome("hit", entry)
         flight = self._flights.get(key)
         if flight is not None:
-            return await self._follow(flight, route, policy, path_params, compute)
+            return await self._follow(key, flight, route, policy, path_params, compute)
         flight = self._flights[key] = _Flight()
         try:
             return await self._lead(key, route, policy, path_params, compute, flight)
@@ -126,6 +132,7 @@ class TieredCache:
 
     async def _follow(
         self,
+        key: str,
         flight: _Flight,
         route: str,
         policy: CachePolicy,
@@ -147,7 +154,29 @@ class TieredCache:
         # The leader's answer was not cacheable (or it failed): answer on our own.
         self.metrics.miss(route)
         computed = await compute()
+        kept = self._kept_for_errors(key, computed, None)
+        if kept is not None:
+            return Outcome("stale-if-error", kept)
         return Outcome("miss", self._build(computed, policy, path_params), computed)
+
+    def _remember(self, key: str, entry: Entry) -> None:
+        self._last_known[key] = entry
+        self._last_known.move_to_end(key)
+        if len(self._last_known) > self.settings.l1_max_entries:
+            self._last_known.popitem(last=False)
+
+    def _kept_for_errors(self, key: str, computed: Computed, from_l2: Entry | None) -> Entry | None:
+        """What to answer instead of ``computed`` when it says the database is down:
+        the entry L2 kept, else this process's last one, while within its lifetime."""
+        limit = self.settings.stale_if_error_s
+        if computed.status not in _ORIGIN_DOWN or limit == 0:
+            return None
+        if from_l2 is not None:
+            return from_l2
+        entry = self._last_known.get(key)
+        if entry is None or entry.age(time.monotonic()) > entry.ttl_s + entry.stale_s + limit:
+            return None
+        return entry
 
     async def _lead(
         self,
@@ -177,12 +206,14 @@ class TieredCache:
                 await self.l2.release(key, token)
                 return outcome
             if found.state == "fresh" and found.entry is not None:
+                self._remember(key, found.entry)
                 self.l1.put(key, route, found.entry, epoch=epoch)
                 self.metrics.hit(route, "l2")
                 outcome = Outcome("hit", found.entry)
                 flight.resolve(outcome)
                 return outcome
             if found.state == "stale" and found.entry is not None:
+                self._remember(key, found.entry)
                 stale = Outcome("stale", found.entry)
                 flight.resolve(stale)
                 if not found.locked:
@@ -235,12 +266,14 @@ class TieredCache:
         if entry is None:
             if token is not None:
                 await self.l2.release(key, token)
-            if fallback is not None and computed.status in _ORIGIN_DOWN:
+            kept = self._kept_for_errors(key, computed, fallback)
+            if kept is not None:
                 self.metrics.stale(route)
-                served = Outcome("stale-if-error", fallback)
+                served = Outcome("stale-if-error", kept)
                 flight.resolve(served)
                 return served
             return Outcome("miss", None, computed)
+        self._remember(key, entry)
         stored = True
         if t0_us is not None:
             stored = await self.l2.store(key, entry, t0_us=t0_us, lock_token=token)

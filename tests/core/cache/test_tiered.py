@@ -1,4 +1,5 @@
-"""TieredCache against a real Redis: stale-while-revalidate and the invalidation race."""
+"""TieredCache against a real Redis: stale-while-revalidate, the invalidation race, and
+stale-if-error while the database is down."""
 
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ async def client(cache_redis_server: RedisEndpoint) -> AsyncIterator[redis.Redis
         await connection.aclose()
 
 
-def tiers(client: redis.Redis) -> tuple[TieredCache, TagInvalidator]:
-    settings = CacheSettings(namespace="test", l1_ttl_s=0.05)
+def tiers(
+    client: redis.Redis, *, stale_if_error_s: int = 600
+) -> tuple[TieredCache, TagInvalidator]:
+    settings = CacheSettings(namespace="test", l1_ttl_s=0.05, stale_if_error_s=stale_if_error_s)
     metrics = CacheCounters(MetricBatch())
     breaker = CircuitBreaker(failures=3, reset_s=1)
     cache = TieredCache(
@@ -44,6 +47,7 @@ def tiers(client: redis.Redis) -> tuple[TieredCache, TagInvalidator]:
             lease_s=5,
             breaker=breaker,
             metrics=metrics,
+            stale_if_error_s=stale_if_error_s,
         ),
         metrics=metrics,
     )
@@ -66,9 +70,12 @@ class Origin:
         self.calls = 0
         self.version = 1
         self.gate: asyncio.Event | None = None
+        self.database_down = False
 
     async def __call__(self) -> Computed:
         self.calls += 1
+        if self.database_down:
+            return Computed(503, [(b"content-type", b"application/problem+json")], b"{}")
         version = self.version
         if self.gate is not None:
             await self.gate.wait()
@@ -121,3 +128,62 @@ async def test_a_recomputation_that_started_before_an_invalidation_is_not_stored
     assert after.state == "miss"
     assert after.entry is not None
     assert after.entry.body == b'{"v": 2}'
+
+
+async def test_while_the_database_is_down_an_invalidated_entry_answers_and_only_then(
+    client: redis.Redis,
+) -> None:
+    cache, invalidator = tiers(client)
+    origin = Origin()
+    await cache.fetch(KEY, "/things", POLICY, {}, origin)
+    assert await invalidator.invalidate(["thing:1"])
+    origin.database_down = True
+    # Another process (nothing of its own remembered): the entry L2 kept answers.
+    elsewhere, _ = tiers(client)
+    down = await elsewhere.fetch(KEY, "/things", POLICY, {}, origin)
+    assert down.state == "stale-if-error"
+    assert down.entry is not None
+    assert down.entry.body == b'{"v": 1}'
+    origin.database_down, origin.version = False, 2
+    back = await elsewhere.fetch(KEY, "/things", POLICY, {}, origin)
+    assert (back.state, back.entry.body if back.entry else None) == ("miss", b'{"v": 2}')
+
+
+async def test_an_entry_past_its_stale_window_answers_only_while_the_database_is_down(
+    client: redis.Redis,
+) -> None:
+    cache, _ = tiers(client)
+    origin = Origin()
+    short = CachePolicy(ttl_s=0.1, stale_s=0.1, tags=("thing:1",))
+    await cache.fetch(KEY, "/things", short, {}, origin)
+    await asyncio.sleep(0.3)
+    origin.database_down = True
+    elsewhere, _ = tiers(client)
+    assert (await elsewhere.fetch(KEY, "/things", short, {}, origin)).state == "stale-if-error"
+
+
+async def test_without_redis_a_process_answers_from_the_last_entry_it_saw(
+    client: redis.Redis,
+) -> None:
+    cache, invalidator = tiers(client)
+    origin = Origin()
+    await cache.fetch(KEY, "/things", POLICY, {}, origin)
+    assert await invalidator.invalidate(["thing:1"])
+    await client.flushdb()  # L2 has nothing for anyone
+    origin.database_down = True
+    down = await cache.fetch(KEY, "/things", POLICY, {}, origin)
+    assert down.state == "stale-if-error"
+    assert down.entry is not None
+    assert down.entry.body == b'{"v": 1}'
+
+
+async def test_stale_if_error_can_be_switched_off(client: redis.Redis) -> None:
+    cache, invalidator = tiers(client, stale_if_error_s=0)
+    origin = Origin()
+    await cache.fetch(KEY, "/things", POLICY, {}, origin)
+    assert await invalidator.invalidate(["thing:1"])
+    origin.database_down = True
+    down = await cache.fetch(KEY, "/things", POLICY, {}, origin)
+    assert (down.state, down.entry) == ("miss", None)
+    assert down.computed is not None
+    assert down.computed.status == 503
