@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.api.resources import Resources
 from services.core.cache import take_stale_tags
@@ -31,7 +31,7 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
     would re-cache the old rows) and before the response, so the writer reads its write.
     """
     async with resources.sessions() as session:
-        await check_out(session)
+        await check_out(session.connection())
         try:
             yield session
         except BaseException:
@@ -46,3 +46,22 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_read_connection(resources: ResourcesDep) -> AsyncIterator[AsyncConnection]:
+    """A connection for the request's reads: Core statements, no unit of work (no
+    identity map, no flush, no commit). Whether they run inside a transaction is the read
+    engine's decision (``services.core.db.create_read_engine``); one that was begun is
+    rolled back when the connection returns to the pool.
+
+    ``scope="function"`` returns the connection before the response is sent.
+    """
+    connection = resources.reads.connect()
+    await check_out(connection.start())
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]

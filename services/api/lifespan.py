@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute
 
 from services.api.cache.assembly import cache_redis_client, running_cache
 from services.api.resources import Resources
-from services.core.db import create_engine, create_session_factory
+from services.core.db import create_engine, create_read_engine, create_session_factory
 from services.core.settings import Settings
 from services.core.telemetry.access_log import AccessLog
 from services.core.telemetry.metric_batch import MetricBatch
@@ -89,6 +89,7 @@ def lifespan_for(
                 "resources": Resources(
                     settings=settings,
                     engine=engine,
+                    reads=create_read_engine(engine, settings.db),
                     sessions=create_session_factory(engine),
                     cache_redis=redis,
                     invalidator=cache.invalidator,

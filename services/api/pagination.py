@@ -6,12 +6,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Query
-from pydantic import BaseModel
 
-from services.api.schemas.common import MAX_BIGINT, Page
+from services.api.schemas.common import MAX_BIGINT
 from services.core.errors import BadRequest
 
 _PREFIX = "k1:"  # a version, so the cursor format can change without misreading old ones
@@ -45,16 +44,13 @@ Cursor = Annotated[
 ]
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
 def cursor_id(cursor: str | None) -> int | None:
     return decode_cursor(cursor) if cursor else None
 
 
-def page_of(model: type[M], rows: Sequence[object], last_id: int | None) -> Page[M]:
-    """A page of ``rows`` rendered as ``model``, with the cursor for the next page."""
-    return Page[model](  # type: ignore[valid-type]
-        items=[model.model_validate(row) for row in rows],
-        next_cursor=encode_cursor(last_id) if last_id is not None else None,
-    )
+def page(items: Sequence[object], last_id: int | None) -> dict[str, object]:
+    """The fields of a ``Page``: ``items`` and the cursor for the next page."""
+    return {
+        "items": items,
+        "next_cursor": encode_cursor(last_id) if last_id is not None else None,
+    }

@@ -17,6 +17,8 @@ from services.core.telemetry.metric_batch import MetricBatch
 class Resources:
     settings: Settings
     engine: AsyncEngine
+    # The lean reads' connections: the engine's pool, in the read mode the settings chose.
+    reads: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     cache_redis: Redis
     # Writes invalidate even when this process does not cache (others may).

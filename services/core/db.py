@@ -128,6 +128,22 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
     return engine
 
 
+def create_read_engine(engine: AsyncEngine, settings: DatabaseSettings) -> AsyncEngine:
+    """The engine lean reads check out connections from: ``engine``'s own pool, and the one
+    place that decides whether a read runs inside a transaction.
+
+    asyncpg prepares a statement and executes it in two round trips. Inside a
+    transaction PgBouncer keeps both on one server connection; outside one (autocommit,
+    no BEGIN and no COMMIT: two round trips saved) it may hand the execute to another
+    server connection, where only a pooler that tracks prepared statements
+    (``reads_in_autocommit``, PgBouncer >= 1.21 ``max_prepared_statements``) has it.
+    A read is one statement, so autocommit takes nothing from its consistency.
+    """
+    if settings.reads_in_autocommit:
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: objects stay readable after commit without a lazy refresh,
     # which would be an implicit (and, with lazy="raise", forbidden) extra query.

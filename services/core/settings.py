@@ -56,6 +56,14 @@ class DatabaseSettings(BaseModel):
     statement_timeout_ms: int = Field(
         10_000, ge=0, description="Client-side bound on any statement (`0`: none)."
     )
+    # A read's prepare and execute are two round trips; outside a transaction a pooler
+    # in transaction mode may send them to two server connections, and one that does not
+    # track prepared statements then loses the statement between them.
+    reads_in_autocommit: bool = Field(
+        False,
+        description="Run the api's lean reads without BEGIN/COMMIT. Only when the pooler "
+        "tracks prepared statements (PgBouncer >= 1.21 with `max_prepared_statements`).",
+    )
     echo: bool = Field(False, description="Log every SQL statement.")
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import httpx
 
 PROBLEM = "application/problem+json"
@@ -24,3 +28,44 @@ async def test_openapi_documents_models_and_problems(client: httpx.AsyncClient) 
                 content = operation["responses"][code]["content"]
                 assert PROBLEM in content, (method, path, code)
     assert (await client.get("/docs")).status_code == 200
+
+
+# The routes that render their own bytes (services.api.rendering) and declare their
+# schema with ``response_model=``. The expected document is main's before they did,
+# extracted from its /openapi.json (each operation's responses and every schema they
+# reference): rendering bytes directly must not change what clients are promised.
+LEAN_READS = [
+    ("/users/{user_id}", "get"),
+    ("/users/{user_id}/orders", "get"),
+    ("/products", "get"),
+    ("/products/{product_id}", "get"),
+]
+DOCUMENTED_BEFORE = Path(__file__).with_name("openapi_read_responses.json")
+
+
+def _referenced(node: object, schemas: dict[str, Any], found: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                name = value.rsplit("/", 1)[1]
+                if name not in found:
+                    found[name] = schemas[name]
+                    _referenced(found[name], schemas, found)
+            else:
+                _referenced(value, schemas, found)
+    elif isinstance(node, list):
+        for value in node:
+            _referenced(value, schemas, found)
+
+
+async def test_lean_reads_document_the_same_responses_as_before(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    responses = {
+        f"{method.upper()} {path}": spec["paths"][path][method]["responses"]
+        for path, method in LEAN_READS
+    }
+    schemas: dict[str, Any] = {}
+    _referenced(responses, spec["components"]["schemas"], schemas)
+    expected = json.loads(DOCUMENTED_BEFORE.read_text())
+    assert responses == expected["responses"]
+    assert schemas == expected["schemas"]

@@ -1,18 +1,26 @@
 """Transaction pooling proof: many concurrent requests, few server connections, no
 prepared-statement errors — and a control showing the same load breaks a default
-asyncpg setup, so the proof cannot pass by accident."""
+asyncpg setup, so the proof cannot pass by accident. The lean reads in both modes:
+inside a transaction they survive any pooler; in autocommit they save two round trips
+but need a pooler that tracks prepared statements."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.api import make_settings, running_api
-from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
-from tests.support.factories import create_product, create_user
+from devstack.servers import free_port
+from services.core.settings import Settings
+from tests.support.api import RunningApi, make_settings, running_api
+from tests.support.api_processes import pgbouncer_totals, pgbouncer_tracks_prepared_statements
+from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint, pgbouncer_in_front_of
+from tests.support.factories import create_product, create_user, place_order
 
 CONCURRENCY = 240
 
@@ -73,3 +81,143 @@ async def test_control_default_asyncpg_breaks_under_transaction_pooling(
         await engine.dispose()
     assert errors, "the control should fail: is PgBouncer really in transaction mode?"
     assert any("prepared statement" in str(error) for error in errors), errors[:3]
+
+
+def _reads_settings(
+    postgres: DatabaseEndpoint,
+    pgbouncer: DatabaseEndpoint,
+    redis: RedisEndpoint,
+    *,
+    reads_in_autocommit: bool,
+) -> Settings:
+    """An api whose every read reaches the database (no response cache), with 40 client
+    connections onto PgBouncer's pool of 4 server connections."""
+    settings = make_settings(
+        postgres,
+        pgbouncer,
+        redis,
+        pool_size=20,
+        max_overflow=20,
+        reads_in_autocommit=reads_in_autocommit,
+    )
+    return settings.model_copy(
+        update={"cache": settings.cache.model_copy(update={"enabled": False})}
+    )
+
+
+@pytest.fixture
+async def read_urls(client: httpx.AsyncClient) -> list[str]:
+    """One URL of each lean read, over data made through the api."""
+    user = await create_user(client)
+    product = await create_product(client, stock=100)
+    for _ in range(3):
+        await place_order(client, user["id"], [(product["id"], 1)])
+    return [
+        f"/users/{user['id']}",
+        f"/users/{user['id']}/orders",
+        f"/products/{product['id']}",
+        "/products?category=cat0",
+    ]
+
+
+async def _read_concurrently(client: httpx.AsyncClient, urls: list[str]) -> list[object]:
+    """``CONCURRENCY`` reads at once: each a 200, or what failed instead."""
+    results = await asyncio.gather(
+        *(client.get(urls[i % len(urls)]) for i in range(CONCURRENCY)), return_exceptions=True
+    )
+    return [
+        r if isinstance(r, BaseException) else (r.status_code, r.text)
+        for r in results
+        if isinstance(r, BaseException) or r.status_code != 200
+    ]
+
+
+async def test_reads_in_a_transaction_survive_transaction_pooling(
+    read_urls: list[str],
+    migrated_postgres: DatabaseEndpoint,
+    pgbouncer_server: DatabaseEndpoint,
+    cache_redis_server: RedisEndpoint,
+) -> None:
+    settings = _reads_settings(
+        migrated_postgres, pgbouncer_server, cache_redis_server, reads_in_autocommit=False
+    )
+    assert Settings.model_fields["db"].default.reads_in_autocommit is False
+    async with running_api(settings) as api:
+        for _ in range(3):
+            assert await _read_concurrently(api.client, read_urls) == []
+
+
+@pytest.fixture
+async def autocommit_api(
+    migrated_postgres: DatabaseEndpoint,
+    pgbouncer_server: DatabaseEndpoint,
+    cache_redis_server: RedisEndpoint,
+) -> AsyncIterator[RunningApi]:
+    # Started before the test, so the app's logging set-up comes before pytest's capture.
+    settings = _reads_settings(
+        migrated_postgres, pgbouncer_server, cache_redis_server, reads_in_autocommit=True
+    )
+    async with running_api(settings) as api:
+        yield api
+
+
+async def test_autocommit_reads_need_a_pooler_that_tracks_prepared_statements(
+    read_urls: list[str],
+    autocommit_api: RunningApi,
+    pgbouncer_server: DatabaseEndpoint,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Outside a transaction the prepare and the execute of a read are two round trips
+    the pooler may send to two server connections: safe only if it tracks prepared
+    statements, which is why ``reads_in_autocommit`` is off by default."""
+    failures: list[object] = []
+    with caplog.at_level("ERROR"):
+        for _ in range(20):
+            failures += await _read_concurrently(autocommit_api.client, read_urls)
+            if failures:
+                break
+    if pgbouncer_tracks_prepared_statements(pgbouncer_server):
+        assert failures == []
+        return
+    assert failures, "autocommit reads should break: is PgBouncer in transaction mode?"
+    errors = [str(record.exc_info[1]) for record in caplog.records if record.exc_info]
+    assert any("prepared statement" in error for error in errors), errors[:3]
+
+
+@pytest.fixture
+def quiet_pgbouncer(
+    servers_dir: Path, migrated_postgres: DatabaseEndpoint
+) -> Iterator[DatabaseEndpoint]:
+    """A PgBouncer only the api under test uses, so its counters are that api's."""
+    with pgbouncer_in_front_of(migrated_postgres, servers_dir / f"pgbouncer-{free_port()}") as pgb:
+        yield pgb
+
+
+async def _round_trips_of_one_read(
+    settings: Settings, pgbouncer: DatabaseEndpoint, url: str
+) -> tuple[int, int]:
+    async with running_api(settings) as api:
+        for _ in range(2):  # the first connection's set-up queries, then a steady state
+            assert (await api.client.get(url)).status_code == 200
+        before = pgbouncer_totals(pgbouncer)
+        assert (await api.client.get(url)).status_code == 200
+        after = pgbouncer_totals(pgbouncer)
+    transactions, queries = (n - m for n, m in zip(after, before, strict=True))
+    return transactions, queries
+
+
+async def test_autocommit_reads_save_the_begin_and_rollback_round_trips(
+    read_urls: list[str],
+    migrated_postgres: DatabaseEndpoint,
+    quiet_pgbouncer: DatabaseEndpoint,
+    cache_redis_server: RedisEndpoint,
+) -> None:
+    costs = {}
+    for autocommit in (False, True):
+        settings = _reads_settings(
+            migrated_postgres, quiet_pgbouncer, cache_redis_server, reads_in_autocommit=autocommit
+        )
+        costs[autocommit] = await _round_trips_of_one_read(settings, quiet_pgbouncer, read_urls[1])
+    in_transaction, autocommit = costs[False], costs[True]
+    assert in_transaction[0] == 1, costs
+    assert autocommit[1] == in_transaction[1] - 2, costs

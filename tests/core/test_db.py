@@ -1,8 +1,10 @@
-"""The worker speaks libpq (psycopg) but gets the URL the chart writes for asyncpg."""
+"""The engines: the worker speaks libpq (psycopg) but gets the URL the chart writes for
+asyncpg; the api's reads share its pool, in the mode the settings choose."""
 
 from __future__ import annotations
 
-from services.core.db import libpq_dsn, psycopg_url
+from services.core.db import create_engine, create_read_engine, libpq_dsn, psycopg_url
+from services.core.settings import DatabaseSettings
 
 
 def test_asyncpg_ssl_becomes_libpq_sslmode() -> None:
@@ -18,3 +20,11 @@ def test_plain_urls_keep_their_options() -> None:
     assert dict(psycopg_url("postgresql+asyncpg://u:p@h/d?application_name=x").query) == {
         "application_name": "x"
     }
+
+
+def test_reads_run_in_autocommit_only_when_the_settings_say_so() -> None:
+    engine = create_engine("postgresql+asyncpg://u:p@h/d", DatabaseSettings())
+    assert create_read_engine(engine, DatabaseSettings()) is engine
+    autocommit = create_read_engine(engine, DatabaseSettings(reads_in_autocommit=True))
+    assert autocommit.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+    assert autocommit.sync_engine.pool is engine.sync_engine.pool  # one pool for both

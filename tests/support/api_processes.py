@@ -95,19 +95,35 @@ def _wait_live(api: ApiProcess, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def pgbouncer_totals(pgbouncer: DatabaseEndpoint) -> tuple[int, int]:
-    """(transactions, queries) PgBouncer has pooled for the app database so far."""
+def _pgbouncer_show(pgbouncer: DatabaseEndpoint, what: str) -> list[dict[str, str]]:
+    """``SHOW <what>`` on PgBouncer's admin console, as rows of column name to value."""
     admin = pgbouncer.dsn.rsplit("/", 1)[0] + "/pgbouncer"
     result = subprocess.run(
-        [str(postgres_bin_dir() / "psql"), "-X", "-A", "-F", "\t", admin, "-c", "SHOW STATS"],
+        [str(postgres_bin_dir() / "psql"), "-X", "-A", "-F", "\t", admin, "-c", f"SHOW {what}"],
         capture_output=True,
         text=True,
         check=True,
     )
     header, *rows = result.stdout.splitlines()
     names = header.split("\t")
-    for row in rows:
-        values = dict(zip(names, row.split("\t"), strict=False))
+    return [dict(zip(names, row.split("\t"), strict=False)) for row in rows]
+
+
+def pgbouncer_totals(pgbouncer: DatabaseEndpoint) -> tuple[int, int]:
+    """(transactions, queries) PgBouncer has pooled for the app database so far.
+
+    A query is a round trip that ended with the server ready again (an extended-protocol
+    Sync counts too), so a prepare and its execute are two."""
+    for values in _pgbouncer_show(pgbouncer, "STATS"):
         if values.get("database") == pgbouncer.database:
             return int(values["total_xact_count"]), int(values["total_query_count"])
     return 0, 0
+
+
+def pgbouncer_tracks_prepared_statements(pgbouncer: DatabaseEndpoint) -> bool:
+    """Whether PgBouncer follows prepared statements across server connections
+    (>= 1.21 with ``max_prepared_statements`` above 0)."""
+    for values in _pgbouncer_show(pgbouncer, "CONFIG"):
+        if values.get("key") == "max_prepared_statements":
+            return int(values["value"]) > 0
+    return False

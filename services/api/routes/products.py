@@ -3,11 +3,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
-from services.api.deps import SessionDep
-from services.api.pagination import Cursor, Limit, cursor_id, page_of
+from services.api.deps import ReadConnectionDep, SessionDep
+from services.api.pagination import Cursor, Limit, cursor_id, page
 from services.api.problems import problem_responses
+from services.api.rendering import JsonBody
 from services.api.schemas.common import MAX_BIGINT, Category, Page
 from services.api.schemas.products import ProductCreate, ProductPublic, ProductUpdate
 from services.core.cache import CachePolicy, cache_policy
@@ -17,6 +18,9 @@ router = APIRouter(prefix="/products", tags=["products"])
 
 ProductId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
+_PRODUCT = JsonBody(ProductPublic)
+_PRODUCTS = JsonBody(Page[ProductPublic])
+
 
 # Every list page is also tagged with the products it shows, so a change to one
 # product's stock (an order) drops exactly the pages that show it.
@@ -24,7 +28,7 @@ def _listed_products(page: Any) -> Iterator[str]:
     return (cache_tags.product(item["id"]) for item in page["items"])
 
 
-@router.get("", responses=problem_responses(400, 422))
+@router.get("", response_model=Page[ProductPublic], responses=problem_responses(400, 422))
 @cache_policy(
     CachePolicy(
         ttl_s=60,
@@ -35,22 +39,22 @@ def _listed_products(page: Any) -> Iterator[str]:
     )
 )
 async def list_products(
-    session: SessionDep,
+    connection: ReadConnectionDep,
     category: Annotated[Category | None, Query()] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> Page[ProductPublic]:
+) -> Response:
     """Products ordered by id, optionally in one category, a page at a time."""
-    page, last_id = await products.list_products(
-        session, category=category, after_id=cursor_id(cursor), limit=limit
+    found, last_id = await products.list_products(
+        connection, category=category, after_id=cursor_id(cursor), limit=limit
     )
-    return page_of(ProductPublic, page, last_id)
+    return _PRODUCTS.response(page(found, last_id))
 
 
-@router.get("/{product_id}", responses=problem_responses(404, 422))
+@router.get("/{product_id}", response_model=ProductPublic, responses=problem_responses(404, 422))
 @cache_policy(CachePolicy(ttl_s=60, stale_s=30, tags=(cache_tags.product("{product_id}"),)))
-async def get_product(product_id: ProductId, session: SessionDep) -> ProductPublic:
-    return ProductPublic.model_validate(await products.get_product(session, product_id))
+async def get_product(product_id: ProductId, connection: ReadConnectionDep) -> Response:
+    return _PRODUCT.response(await products.get_product(connection, product_id))
 
 
 @router.post("", status_code=201, responses=problem_responses(413, 422))

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 
-from services.api.deps import SessionDep
-from services.api.pagination import Cursor, Limit, cursor_id, page_of
+from services.api.deps import ReadConnectionDep, SessionDep
+from services.api.pagination import Cursor, Limit, cursor_id, page
 from services.api.problems import problem_responses
+from services.api.rendering import JsonBody
 from services.api.schemas.common import MAX_BIGINT, Page
 from services.api.schemas.orders import OrderPublic
 from services.api.schemas.users import UserCreate, UserPublic
@@ -17,6 +18,9 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 UserId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
+_USER = JsonBody(UserPublic)
+_ORDERS = JsonBody(Page[OrderPublic])
+
 
 @router.post("", status_code=201, responses=problem_responses(409, 413, 422))
 async def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
@@ -24,15 +28,19 @@ async def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-@router.get("/{user_id}", responses=problem_responses(404, 422))
+@router.get("/{user_id}", response_model=UserPublic, responses=problem_responses(404, 422))
 @cache_policy(
     CachePolicy(ttl_s=60, stale_s=30, tags=(cache_tags.user("{user_id}"),), visibility="private")
 )
-async def get_user(user_id: UserId, session: SessionDep) -> UserPublic:
-    return UserPublic.model_validate(await users.get_user(session, user_id))
+async def get_user(user_id: UserId, connection: ReadConnectionDep) -> Response:
+    return _USER.response(await users.get_user(connection, user_id))
 
 
-@router.get("/{user_id}/orders", responses=problem_responses(400, 404, 422))
+@router.get(
+    "/{user_id}/orders",
+    response_model=Page[OrderPublic],
+    responses=problem_responses(400, 404, 422),
+)
 @cache_policy(
     CachePolicy(
         ttl_s=30,
@@ -44,12 +52,12 @@ async def get_user(user_id: UserId, session: SessionDep) -> UserPublic:
 )
 async def list_user_orders(
     user_id: UserId,
-    session: SessionDep,
+    connection: ReadConnectionDep,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> Page[OrderPublic]:
+) -> Response:
     """The user's orders, newest first, each with its items."""
-    page, last_id = await orders.list_user_orders(
-        session, user_id=user_id, before_id=cursor_id(cursor), limit=limit
+    found, last_id = await orders.list_user_orders(
+        connection, user_id=user_id, before_id=cursor_id(cursor), limit=limit
     )
-    return page_of(OrderPublic, page, last_id)
+    return _ORDERS.response(page(found, last_id))

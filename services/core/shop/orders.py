@@ -1,16 +1,19 @@
 """Orders: placement (stock and idempotency, all or nothing, confirmation enqueued through
-the outbox in the same transaction) and eager-loaded reads."""
+the outbox in the same transaction), an eager-loaded read, and the lean read of a user's
+orders (one Core statement on a plain connection)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypedDict
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Label, Select, bindparam, func, select, true, update
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Mapped, selectinload
 from sqlalchemy.types import BigInteger, Integer
 
 from services.core.cache import stale_on_commit
@@ -27,6 +30,7 @@ from services.core.models import (
     OrderItem,
     OrderStatus,
     Product,
+    User,
 )
 from services.core.outbox import SEND_ORDER_CONFIRMATION, enqueue
 from services.core.shop import cache_tags
@@ -175,23 +179,101 @@ async def get_order(session: AsyncSession, order_id: int) -> Order:
     return order
 
 
-async def list_user_orders(
-    session: AsyncSession, *, user_id: int, before_id: int | None, limit: int
-) -> tuple[Sequence[Order], int | None]:
-    """A user's orders, newest first, with their items: three statements whatever the
-    number of orders (user check, orders, one ``selectin`` load of all their items)."""
-    if not await user_exists(session, user_id):
-        raise NotFound(f"User {user_id} does not exist.")
-    statement = (
-        select(Order)
-        .where(Order.user_id == user_id)
+class PublicOrderItem(TypedDict):
+    product_id: int
+    quantity: int
+    unit_price_cents: int
+
+
+class PublicOrder(TypedDict):
+    id: int
+    user_id: int
+    status: OrderStatus
+    confirmation_status: ConfirmationStatus
+    total_cents: int
+    created_at: datetime
+    items: list[PublicOrderItem]
+
+
+def _in_item_order(column: Mapped[int], name: str) -> Label[Sequence[int]]:
+    """One field of every item of an order, as an array in item order."""
+    return func.array_agg(aggregate_order_by(column, OrderItem.id)).label(name)
+
+
+def _user_orders(*, before_cursor: bool) -> Select[*tuple[Any, ...]]:
+    """The user (always one row if they exist, none if not) joined to a page of their
+    orders, newest first, each with its items aggregated into parallel arrays.
+
+    One statement, so one snapshot even outside a transaction, and a user without orders
+    is told from an unknown user without a second query.
+    """
+    page = (
+        select(
+            Order.id,
+            Order.status,
+            Order.confirmation_status,
+            Order.total_cents,
+            Order.created_at,
+        )
+        .where(Order.user_id == User.id)
         .order_by(Order.id.desc())
-        .limit(limit + 1)
-        .options(selectinload(Order.items))
+        .limit(bindparam("limit"))
     )
-    if before_id is not None:
-        statement = statement.where(Order.id < before_id)
-    orders = (await session.scalars(statement)).all()
+    if before_cursor:
+        page = page.where(Order.id < bindparam("before_id"))
+    orders = page.lateral("page")
+    items = (
+        select(
+            _in_item_order(OrderItem.product_id, "product_ids"),
+            _in_item_order(OrderItem.quantity, "quantities"),
+            _in_item_order(OrderItem.unit_price_cents, "unit_prices_cents"),
+        )
+        .where(OrderItem.order_id == orders.c.id)
+        .lateral("items")
+    )
+    return (
+        select(User.id.label("user_id"), *orders.c, *items.c)
+        .select_from(User)
+        .outerjoin(orders, true())
+        .outerjoin(items, true())
+        .where(User.id == bindparam("user_id"))
+        .order_by(orders.c.id.desc())
+    )
+
+
+# Built once: SQLAlchemy then finds their compiled forms by cache keys memoized on them.
+_FIRST_PAGE = _user_orders(before_cursor=False)
+_NEXT_PAGE = _user_orders(before_cursor=True)
+
+
+async def list_user_orders(
+    connection: AsyncConnection, *, user_id: int, before_id: int | None, limit: int
+) -> tuple[list[PublicOrder], int | None]:
+    """A user's orders, newest first, with their items, and the id to continue before
+    (None on the last page): one statement whatever the number of orders."""
+    statement = _FIRST_PAGE if before_id is None else _NEXT_PAGE
+    parameters = {"user_id": user_id, "before_id": before_id, "limit": limit + 1}
+    rows = (await connection.execute(statement, parameters)).all()
+    if not rows:
+        raise NotFound(f"User {user_id} does not exist.")
+    orders: list[PublicOrder] = [
+        {
+            "id": row.id,
+            "user_id": row.user_id,
+            "status": row.status,
+            "confirmation_status": row.confirmation_status,
+            "total_cents": row.total_cents,
+            "created_at": row.created_at,
+            "items": [
+                {"product_id": product_id, "quantity": quantity, "unit_price_cents": price}
+                for product_id, quantity, price in zip(
+                    row.product_ids, row.quantities, row.unit_prices_cents, strict=True
+                )
+            ],
+        }
+        for row in rows
+        if row.id is not None  # the user's row alone: no orders (on this page)
+    ]
     if len(orders) > limit:
-        return orders[:limit], orders[limit - 1].id
+        return orders[:limit], orders[limit - 1]["id"]
     return orders, None

@@ -1,12 +1,14 @@
-"""Products: catalogue reads with keyset pagination, creation and partial updates."""
+"""Products: lean catalogue reads (Core statements on a plain connection, keyset
+pagination), creation and partial updates (the caller's unit of work)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Select, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.core.cache import stale_on_commit
 from services.core.errors import NotFound
@@ -16,26 +18,59 @@ from services.core.shop import cache_tags
 UPDATABLE_FIELDS = frozenset({"name", "category", "price_cents", "stock"})
 
 
+PublicProduct = Row[int, str, str, int, int, datetime]
+
+
+def _public_products() -> Select[int, str, str, int, int, datetime]:
+    return select(
+        Product.id,
+        Product.name,
+        Product.category,
+        Product.price_cents,
+        Product.stock,
+        Product.updated_at,
+    )
+
+
+def _page(*, in_category: bool, after_cursor: bool) -> Select[int, str, str, int, int, datetime]:
+    statement = _public_products().order_by(Product.id).limit(bindparam("limit"))
+    if in_category:
+        statement = statement.where(Product.category == bindparam("category"))
+    if after_cursor:
+        statement = statement.where(Product.id > bindparam("after_id"))
+    return statement
+
+
+# Built once: SQLAlchemy then finds their compiled forms by cache keys memoized on them.
+# One statement per filter combination rather than ``:category IS NULL OR ...``, which a
+# generic plan could not answer from the (category, id) index.
+_PAGES = {
+    (in_category, after_cursor): _page(in_category=in_category, after_cursor=after_cursor)
+    for in_category in (False, True)
+    for after_cursor in (False, True)
+}
+_PRODUCT_BY_ID = _public_products().where(Product.id == bindparam("product_id"))
+
+
 async def list_products(
-    session: AsyncSession, *, category: str | None, after_id: int | None, limit: int
-) -> tuple[Sequence[Product], int | None]:
+    connection: AsyncConnection, *, category: str | None, after_id: int | None, limit: int
+) -> tuple[Sequence[PublicProduct], int | None]:
     """One page ordered by id, and the id to continue after (None on the last page).
 
     Keyset pagination: the cost of page N does not grow with N, unlike OFFSET.
     """
-    statement = select(Product).order_by(Product.id).limit(limit + 1)
-    if category is not None:
-        statement = statement.where(Product.category == category)
-    if after_id is not None:
-        statement = statement.where(Product.id > after_id)
-    rows = (await session.scalars(statement)).all()
+    statement = _PAGES[category is not None, after_id is not None]
+    parameters = {"category": category, "after_id": after_id, "limit": limit + 1}
+    rows = (await connection.execute(statement, parameters)).all()
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None
 
 
-async def get_product(session: AsyncSession, product_id: int) -> Product:
-    product = await session.get(Product, product_id)
+async def get_product(connection: AsyncConnection, product_id: int) -> PublicProduct:
+    """The product's public fields: ``id, name, category, price_cents, stock,
+    updated_at``."""
+    product = (await connection.execute(_PRODUCT_BY_ID, {"product_id": product_id})).one_or_none()
     if product is None:
         raise NotFound(f"Product {product_id} does not exist.")
     return product

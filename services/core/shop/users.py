@@ -1,10 +1,13 @@
-"""Users: registration and lookup. Services flush; the caller's unit of work commits."""
+"""Users: registration (services flush; the caller's unit of work commits) and the lean
+lookup (one Core statement on a plain connection, no unit of work)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.core.errors import EmailTaken, NotFound
 from services.core.models import User
@@ -25,8 +28,17 @@ async def create_user(session: AsyncSession, *, email: str, name: str) -> User:
     return user
 
 
-async def get_user(session: AsyncSession, user_id: int) -> User:
-    user = await session.get(User, user_id)
+PublicUser = Row[int, str, str, datetime]
+
+# Built once: SQLAlchemy then finds its compiled form by a cache key memoized on it.
+_PUBLIC_USER = select(User.id, User.email, User.name, User.created_at).where(
+    User.id == bindparam("user_id")
+)
+
+
+async def get_user(connection: AsyncConnection, user_id: int) -> PublicUser:
+    """The user's public fields: ``id, email, name, created_at``."""
+    user = (await connection.execute(_PUBLIC_USER, {"user_id": user_id})).one_or_none()
     if user is None:
         raise NotFound(f"User {user_id} does not exist.")
     return user

@@ -4,12 +4,13 @@ wait for a connection — the first place a PgBouncer or Postgres bottleneck sho
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from services.core.errors import Unavailable
@@ -31,12 +32,12 @@ OVERFLOW = Gauge(
 )
 ACQUIRE_SECONDS = Histogram(
     "stampede_db_pool_acquire_seconds",
-    "Time a unit of work waited for a pooled connection.",
+    "Time a request waited for a pooled connection.",
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 ACQUIRE_TIMEOUTS = Counter(
     "stampede_db_pool_timeouts",
-    "Units of work that gave up waiting for a pooled connection.",
+    "Requests that gave up waiting for a pooled connection.",
 )
 
 
@@ -64,15 +65,16 @@ def forget_pool(*, capacity: int) -> None:
     CAPACITY.dec(capacity)
 
 
-async def check_out(session: AsyncSession) -> None:
-    """Take the unit of work's connection now, timing the wait for it.
+async def check_out(checking_out: Awaitable[object]) -> None:
+    """Await ``checking_out`` (a session's or a connection's first checkout), timing the
+    wait for a pooled connection.
 
     An exhausted pool is a temporary condition of this process, not a bug: it becomes
     ``Unavailable`` (503, retry) instead of an unhandled 500.
     """
     started = time.perf_counter()
     try:
-        await session.connection()
+        await checking_out
     except PoolTimeout:
         ACQUIRE_TIMEOUTS.inc()
         raise Unavailable("No database connection became free in time; retry.") from None
