@@ -8,6 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack.pgbouncer_builds import DEBIAN_12_PGBOUNCER
 from devstack.servers import (
     LOCALHOST,
     PostgresServer,
@@ -56,7 +57,19 @@ def postgres_server(servers_dir: Path) -> Iterator[DatabaseEndpoint]:
 def pgbouncer_server(
     servers_dir: Path, postgres_server: DatabaseEndpoint
 ) -> Iterator[DatabaseEndpoint]:
+    """The PgBouncer the stack runs (1.24), tracking prepared statements."""
     with pgbouncer_in_front_of(postgres_server, servers_dir / "pgbouncer") as pgbouncer:
+        yield pgbouncer
+
+
+@pytest.fixture(scope="session")
+def old_pgbouncer_server(
+    servers_dir: Path, postgres_server: DatabaseEndpoint
+) -> Iterator[DatabaseEndpoint]:
+    """Debian 12's PgBouncer 1.18, which cannot track prepared statements: the pooler the
+    api's safe mode is for."""
+    workdir = servers_dir / "old-pgbouncer"
+    with pgbouncer_in_front_of(postgres_server, workdir, DEBIAN_12_PGBOUNCER) as pgbouncer:
         yield pgbouncer
 
 

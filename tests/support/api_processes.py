@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from devstack.servers import LOCALHOST, free_port, postgres_bin_dir, tail
+from devstack.servers import LOCALHOST, free_port, tail
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
+from tests.support.pgbouncer_admin import database_stats
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,17 +98,5 @@ def _wait_live(api: ApiProcess, timeout: float = 60) -> None:
 
 def pgbouncer_totals(pgbouncer: DatabaseEndpoint) -> tuple[int, int]:
     """(transactions, queries) PgBouncer has pooled for the app database so far."""
-    admin = pgbouncer.dsn.rsplit("/", 1)[0] + "/pgbouncer"
-    result = subprocess.run(
-        [str(postgres_bin_dir() / "psql"), "-X", "-A", "-F", "\t", admin, "-c", "SHOW STATS"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    header, *rows = result.stdout.splitlines()
-    names = header.split("\t")
-    for row in rows:
-        values = dict(zip(names, row.split("\t"), strict=False))
-        if values.get("database") == pgbouncer.database:
-            return int(values["total_xact_count"]), int(values["total_query_count"])
-    return 0, 0
+    stats = database_stats(pgbouncer)
+    return stats.get("total_xact_count", 0), stats.get("total_query_count", 0)
