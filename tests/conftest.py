@@ -73,6 +73,17 @@ def old_pgbouncer_server(
         yield pgbouncer
 
 
+@pytest.fixture(
+    params=["pgbouncer_server", "old_pgbouncer_server"],
+    ids=["pgbouncer-1.24-caching", "pgbouncer-1.18-safe-mode"],
+)
+def pooler(request: pytest.FixtureRequest) -> DatabaseEndpoint:
+    """Each PgBouncer the engines must be safe behind. Its ``tracks_prepared_statements``
+    is the setting the engines get: caching behind 1.24, safe mode behind 1.18."""
+    endpoint: DatabaseEndpoint = request.getfixturevalue(request.param)
+    return endpoint
+
+
 @pytest.fixture(scope="session")
 def cache_redis_server(servers_dir: Path) -> Iterator[RedisEndpoint]:
     """Redis configured as the cache (LRU, no persistence)."""

@@ -52,6 +52,15 @@ class DatabaseSettings(BaseModel):
         10_000, ge=0, description="Client-side bound on any statement (`0`: none)."
     )
     echo: bool = Field(False, description="Log every SQL statement.")
+    # PgBouncer >= 1.21 with max_prepared_statements > 0 (the chart's sidecar and the local
+    # stack run 1.24) keeps a client's prepared statements valid on every server
+    # connection. Behind an older or unknown pooler in transaction mode, turn this off.
+    pooler_tracks_prepared_statements: bool = Field(
+        True,
+        description="The pooler tracks prepared statements (PgBouncer >= 1.21 with "
+        "`max_prepared_statements`): cache them. `false`: never reuse one (safe behind any "
+        "transaction pooler).",
+    )
 
 
 class RedisSettings(BaseModel):

@@ -1,6 +1,7 @@
 """Transaction pooling proof: many concurrent requests, few server connections, no
-prepared-statement errors — and a control showing the same load breaks a default
-asyncpg setup, so the proof cannot pass by accident."""
+prepared-statement errors, behind PgBouncer 1.24 (statements cached, the pooler tracks
+them) and Debian 12's 1.18 (safe mode) — and a control showing the same load breaks a
+default asyncpg setup behind 1.18, so the safe mode's proof cannot pass by accident."""
 
 from __future__ import annotations
 
@@ -20,15 +21,16 @@ CONCURRENCY = 240
 async def test_concurrent_requests_through_transaction_pooling(
     client: httpx.AsyncClient,
     migrated_postgres: DatabaseEndpoint,
-    pgbouncer_server: DatabaseEndpoint,
+    pooler: DatabaseEndpoint,
     cache_redis_server: RedisEndpoint,
 ) -> None:
     user = await create_user(client)
     product = await create_product(client, stock=10_000)
     # 40 client connections per process onto PgBouncer's pool of 4 server connections.
     settings = make_settings(
-        migrated_postgres, pgbouncer_server, cache_redis_server, pool_size=20, max_overflow=20
+        migrated_postgres, pooler, cache_redis_server, pool_size=20, max_overflow=20
     )
+    assert settings.db.pooler_tracks_prepared_statements == pooler.tracks_prepared_statements
     async with running_api(settings) as api:
         requests = []
         for i in range(CONCURRENCY):

@@ -34,6 +34,9 @@ def api_env(
         "STAMPEDE_PROFILE": "prod",
         "STAMPEDE_DB__URL": pgbouncer.url,
         "STAMPEDE_DB__MIGRATION_URL": postgres.url,
+        "STAMPEDE_DB__POOLER_TRACKS_PREPARED_STATEMENTS": str(
+            pgbouncer.tracks_prepared_statements
+        ).lower(),
         "STAMPEDE_REDIS__CACHE_URL": redis.url,
         "STAMPEDE_LOG__LEVEL": "WARNING",
         "STAMPEDE_LOG__ACCESS_LOG": "false",
