@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,10 @@ class PgBouncerBuild:
     binary: Path
     # PgBouncer >= 1.21: `max_prepared_statements` exists (older releases refuse the key).
     can_track_prepared_statements: bool
+    # Since 1.23 SIGTERM waits for every client to disconnect ("super safe shutdown") and
+    # SIGQUIT is the immediate shutdown SIGTERM used to be: a stop or an outage in a test
+    # must not wait for the clients of the pool it takes away.
+    immediate_shutdown_signal: signal.Signals
     install_hint: str
 
 
@@ -37,6 +42,7 @@ CURRENT_PGBOUNCER = PgBouncerBuild(
     version=PGBOUNCER_VERSION,
     binary=_CACHE / f"pgbouncer-{PGBOUNCER_VERSION}" / "bin" / "pgbouncer",
     can_track_prepared_statements=True,
+    immediate_shutdown_signal=signal.SIGQUIT,
     install_hint="run `make deps` (devstack/build-pgbouncer.sh)",
 )
 
@@ -44,5 +50,6 @@ DEBIAN_12_PGBOUNCER = PgBouncerBuild(
     version="1.18.0",
     binary=Path("/usr/sbin/pgbouncer"),
     can_track_prepared_statements=False,
+    immediate_shutdown_signal=signal.SIGTERM,
     install_hint="run `make deps` (Debian's pgbouncer package)",
 )

@@ -273,7 +273,10 @@ class PgBouncerServer:
     run_as: str | None = field(default_factory=unprivileged_user)
 
     name = "pgbouncer"
-    stop_signal = signal.SIGTERM
+
+    @property
+    def stop_signal(self) -> signal.Signals:
+        return self.build.immediate_shutdown_signal
 
     @property
     def ini_path(self) -> Path:

@@ -44,6 +44,8 @@ def test_supervisord_config(tmp_path: Path) -> None:
     config.read(supervisor.config_path)
 
     assert config["program:postgres"]["stopsignal"] == "INT"
+    # PgBouncer >= 1.23's immediate shutdown (its SIGTERM waits for every client to leave).
+    assert config["program:pgbouncer"]["stopsignal"] == "QUIT"
     assert config["program:api"]["autostart"] == "false"
     assert 'STAMPEDE_PROFILE="dev"' in config["program:api"]["environment"]
     assert (
