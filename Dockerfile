@@ -23,14 +23,24 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY services ./services
 
-# The PgBouncer sidecar (chart: pgbouncer.image): Debian bookworm's PgBouncer 1.18, the very
-# package the local stack runs, so pool behaviour proven locally holds in the cluster.
-# The chart mounts pgbouncer.ini and a start script; PgBouncer refuses to run as root.
+# PgBouncer 1.24.1, built from Debian trixie's source package by the very script that
+# builds the local stack's (devstack/build-pgbouncer.sh), so pool behaviour proven locally
+# holds in the cluster. Debian bookworm's own package is 1.18, which cannot track prepared
+# statements.
+FROM ${BASE_IMAGE} AS pgbouncer-build
+COPY devstack/build-pgbouncer.sh /src/devstack/
+RUN /src/devstack/build-pgbouncer.sh /opt/pgbouncer
+
+# The PgBouncer sidecar (chart: pgbouncer.image): that binary, with the packages of the
+# shared libraries it links (the build lists them). The chart mounts pgbouncer.ini and a
+# start script; PgBouncer refuses to run as root.
 FROM ${BASE_IMAGE} AS pgbouncer
+COPY --from=pgbouncer-build /opt/pgbouncer/runtime-packages /tmp/pgbouncer-runtime-packages
 RUN apt-get update \
- && apt-get install -y --no-install-recommends pgbouncer \
- && rm -rf /var/lib/apt/lists/* \
+ && xargs -a /tmp/pgbouncer-runtime-packages apt-get install -y --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/* /tmp/pgbouncer-runtime-packages \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin stampede
+COPY --from=pgbouncer-build /opt/pgbouncer/bin/pgbouncer /usr/local/bin/pgbouncer
 USER 10001:10001
 EXPOSE 6432
 CMD ["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]

@@ -2,7 +2,8 @@
 # Install what the local stack and the tests need on Debian/Ubuntu, then the Python env.
 #
 # Checks for a Postgres server (/usr/lib/postgresql/*/bin/postgres), pgbouncer,
-# redis-server, curl and uv; installs only what is missing. Idempotent and quick when nothing
+# redis-server, curl and uv; installs only what is missing, and builds the pinned current
+# PgBouncer into .cache/ (devstack/build-pgbouncer.sh). Idempotent and quick when nothing
 # is: `make up` and `make test` run it every time. With --bench, also wrk (`make bench`).
 set -euo pipefail
 
@@ -58,6 +59,7 @@ apt_install_quiet_daemons() {
 }
 
 packages=()
+# Debian 12's PgBouncer 1.18: the "old pooler" the api's safe mode is tested against.
 have pgbouncer || packages+=(pgbouncer)
 have redis-server || packages+=(redis-server)
 # The README's tour and the test that runs it.
@@ -80,6 +82,10 @@ have prometheus-postgres-exporter || daemons+=(prometheus-postgres-exporter)
 if [ ${#daemons[@]} -gt 0 ]; then
     apt_install_quiet_daemons "${daemons[@]}"
 fi
+# The PgBouncer the stack and the tests run (and the chart's sidecar image): 1.24.1 from
+# Debian 13's source package, which can track prepared statements.
+devstack/build-pgbouncer.sh
+
 # spreaker's PgBouncer exporter pins old libraries, so it gets a virtualenv of its own
 # on Debian's Python, with Debian's psycopg2 (its pinned 2.8.5 does not build on 3.11).
 pgb_venv=.cache/pgbouncer-exporter

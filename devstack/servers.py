@@ -34,6 +34,7 @@ from devstack.host import (
     unprivileged_user,
     untraversable_ancestors,
 )
+from devstack.pgbouncer_builds import CURRENT_PGBOUNCER, PgBouncerBuild
 
 __all__ = [
     "LOCALHOST",
@@ -244,9 +245,19 @@ class PostgresServer:
 SERVER_LOGIN_RETRY_S = 1
 
 
+# Prepared statements PgBouncer keeps per server connection (the chart's
+# pgbouncer.maxPreparedStatements too): above the distinct statements the api sends, so
+# its statements stay prepared on every server connection.
+MAX_PREPARED_STATEMENTS = 200
+
+
 @dataclass(frozen=True)
 class PgBouncerServer:
-    """PgBouncer in transaction mode in front of one database of a Postgres server."""
+    """PgBouncer in transaction mode in front of one database of a Postgres server.
+
+    ``build`` is the current PgBouncer by default, tracking prepared statements across
+    server connections; Debian 12's 1.18 (which cannot) runs with no such setting.
+    """
 
     workdir: Path
     port: int
@@ -257,16 +268,24 @@ class PgBouncerServer:
     postgres_host: str = LOCALHOST
     default_pool_size: int = 20
     max_client_conn: int = 1000
+    build: PgBouncerBuild = CURRENT_PGBOUNCER
+    max_prepared_statements: int = MAX_PREPARED_STATEMENTS
     run_as: str | None = field(default_factory=unprivileged_user)
 
     name = "pgbouncer"
-    # Safe shutdown: running transactions finish first. (SIGTERM is an immediate shutdown
-    # before 1.23 and, since, waits for every client to disconnect.)
-    stop_signal = signal.SIGINT
+
+    @property
+    def stop_signal(self) -> signal.Signals:
+        return self.build.immediate_shutdown_signal
 
     @property
     def ini_path(self) -> Path:
         return self.workdir / "pgbouncer.ini"
+
+    @property
+    def tracks_prepared_statements(self) -> bool:
+        """Whether a client may keep statements prepared across its transactions."""
+        return self.build.can_track_prepared_statements and self.max_prepared_statements > 0
 
     def prepare(self) -> None:
         self.write_config()
@@ -274,6 +293,7 @@ class PgBouncerServer:
     def write_config(self) -> None:
         own(self.workdir, self.run_as, mode=0o700)
         _require_traversable(self.workdir, self.run_as)
+        _require_traversable(self.build.binary, self.run_as)
         userlist = self.workdir / "userlist.txt"
         # A plain password lets PgBouncer answer the client's scram exchange and run its
         # own against Postgres.
@@ -304,8 +324,14 @@ ignore_startup_parameters = extra_float_digits
 logfile =
 pidfile =
 syslog = 0
-""",
+{self._prepared_statements_line()}""",
         )
+
+    def _prepared_statements_line(self) -> str:
+        # PgBouncer < 1.21 refuses to start on a key it does not know.
+        if not self.build.can_track_prepared_statements:
+            return ""
+        return f"max_prepared_statements = {self.max_prepared_statements}\n"
 
     def _write(self, path: Path, text: str) -> None:
         path.write_text(text)
@@ -315,7 +341,12 @@ syslog = 0
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def command(self) -> list[str]:
-        return [_binary("pgbouncer"), str(self.ini_path)]
+        if not self.build.binary.exists():
+            raise ServerError(
+                f"PgBouncer {self.build.version} not found at {self.build.binary}: "
+                f"{self.build.install_hint}"
+            )
+        return [str(self.build.binary), str(self.ini_path)]
 
     def is_ready(self) -> bool:
         return accepts_tcp(self.port)

@@ -8,6 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack.pgbouncer_builds import DEBIAN_12_PGBOUNCER
 from devstack.servers import (
     LOCALHOST,
     PostgresServer,
@@ -56,8 +57,31 @@ def postgres_server(servers_dir: Path) -> Iterator[DatabaseEndpoint]:
 def pgbouncer_server(
     servers_dir: Path, postgres_server: DatabaseEndpoint
 ) -> Iterator[DatabaseEndpoint]:
+    """The PgBouncer the stack runs (1.24), tracking prepared statements."""
     with pgbouncer_in_front_of(postgres_server, servers_dir / "pgbouncer") as pgbouncer:
         yield pgbouncer
+
+
+@pytest.fixture(scope="session")
+def old_pgbouncer_server(
+    servers_dir: Path, postgres_server: DatabaseEndpoint
+) -> Iterator[DatabaseEndpoint]:
+    """Debian 12's PgBouncer 1.18, which cannot track prepared statements: the pooler the
+    api's safe mode is for."""
+    workdir = servers_dir / "old-pgbouncer"
+    with pgbouncer_in_front_of(postgres_server, workdir, DEBIAN_12_PGBOUNCER) as pgbouncer:
+        yield pgbouncer
+
+
+@pytest.fixture(
+    params=["pgbouncer_server", "old_pgbouncer_server"],
+    ids=["pgbouncer-1.24-caching", "pgbouncer-1.18-safe-mode"],
+)
+def pooler(request: pytest.FixtureRequest) -> DatabaseEndpoint:
+    """Each PgBouncer the engines must be safe behind. Its ``tracks_prepared_statements``
+    is the setting the engines get: caching behind 1.24, safe mode behind 1.18."""
+    endpoint: DatabaseEndpoint = request.getfixturevalue(request.param)
+    return endpoint
 
 
 @pytest.fixture(scope="session")

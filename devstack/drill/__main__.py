@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s in all")
     parser.add_argument("--before", type=float, default=3.0)
     parser.add_argument("--after", type=float, default=6.0)
-    parser.add_argument("--drain-timeout", type=float, default=300.0)
+    # A message lost with a killed worker comes back with the relay's republish sweep.
+    parser.add_argument("--drain-timeout", type=float, default=480.0)
     args = parser.parse_args(argv)
     if not stack.supervisor.is_running():
         print("The local stack is not running: `make up` first (or `make drill`).")

@@ -3,18 +3,25 @@
 With transaction pooling, a client's next transaction may run on another server
 connection (where a statement prepared earlier is unknown) and another client's
 transaction may run on this one (where a name may already exist): "prepared statement ...
-does not exist / already exists". PgBouncer >= 1.21 can track prepared statements
-(``max_prepared_statements``), but Debian ships 1.18 and managed poolers vary, so each
-engine is made safe on its own:
+does not exist / already exists". PgBouncer >= 1.21 tracks prepared statements
+(``max_prepared_statements``): it prepares a client's statement again on whichever server
+connection runs it, under a name of its own. The local stack and the chart's sidecar run
+PgBouncer 1.24 with it on, so by default (``db.pooler_tracks_prepared_statements``) both
+engines keep their statements prepared and skip the parse and plan on every later run:
 
-* :func:`create_engine` (the api: async SQLAlchemy + asyncpg): no statement caches
-  (``statement_cache_size=0``, ``prepared_statement_cache_size=0``) and a unique name for
-  every prepared statement (``prepared_statement_name_func``), so two clients can never
-  collide on one server connection.
+* :func:`create_engine` (the api: async SQLAlchemy + asyncpg): asyncpg's statement cache
+  and SQLAlchemy's prepared statement cache, at their default sizes.
 * :func:`create_sync_engine` (the worker and the relay: Celery tasks are synchronous, so
   psycopg 3 on the same database URL): psycopg prepares a statement once it ran
-  ``prepare_threshold`` times on a connection, so it never prepares
-  (``prepare_threshold=None``).
+  ``prepare_threshold`` times on a connection (its default, 5), and deallocates with the
+  protocol's Close message, which PgBouncer tracks too.
+
+Behind a pooler that cannot track them (PgBouncer < 1.21, as Debian 12 ships, or a
+managed pooler of unknown make), ``pooler_tracks_prepared_statements=false`` makes each
+engine safe on its own: the api's keeps no statement caches (``statement_cache_size=0``,
+``prepared_statement_cache_size=0``) and gives every prepared statement a unique name
+(``prepared_statement_name_func``), so two clients can never collide on one server
+connection; the worker's never prepares (``prepare_threshold=None``).
 
 Both pools also ride out a restart of the pooler in front of them (the sidecar's
 container restarting): the api's pool drops connections the pooler closed before handing
@@ -35,6 +42,7 @@ from typing import Any
 from uuid import uuid4
 
 import asyncpg
+import psycopg
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as create_blocking_engine
 from sqlalchemy.engine import URL, make_url
@@ -54,14 +62,21 @@ def _unique_statement_name() -> str:
     return f"__stampede_{uuid4().hex}__"
 
 
+# SQLAlchemy's asyncpg dialect prepares every statement it runs. Without the caches each
+# is prepared afresh, under a name no other client's statement can have.
+_NO_STATEMENT_REUSE: dict[str, Any] = {
+    "statement_cache_size": 0,
+    "prepared_statement_cache_size": 0,
+    "prepared_statement_name_func": _unique_statement_name,
+}
+
+
 def pgbouncer_safe_connect_args(settings: DatabaseSettings) -> dict[str, Any]:
-    """asyncpg connect() arguments that survive PgBouncer transaction pooling."""
-    args: dict[str, Any] = {
-        "statement_cache_size": 0,
-        "prepared_statement_cache_size": 0,
-        "prepared_statement_name_func": _unique_statement_name,
-        "timeout": settings.connect_timeout_s,
-    }
+    """asyncpg connect() arguments that survive PgBouncer transaction pooling: statement
+    caches on only when the pooler tracks prepared statements (see the module docstring)."""
+    args: dict[str, Any] = {"timeout": settings.connect_timeout_s}
+    if not settings.pooler_tracks_prepared_statements:
+        args |= _NO_STATEMENT_REUSE
     if settings.statement_timeout_ms:
         # Client-side bound: a server-side statement_timeout would have to be a startup
         # parameter, which PgBouncer rejects, or a SET per transaction (a round trip).
@@ -136,10 +151,10 @@ def create_read_engine(engine: AsyncEngine, settings: DatabaseSettings) -> Async
     transaction PgBouncer keeps both on one server connection; outside one (autocommit,
     no BEGIN and no COMMIT: two round trips saved) it may hand the execute to another
     server connection, where only a pooler that tracks prepared statements
-    (``reads_in_autocommit``, PgBouncer >= 1.21 ``max_prepared_statements``) has it.
-    A read is one statement, so autocommit takes nothing from its consistency.
+    (``pooler_tracks_prepared_statements``: PgBouncer >= 1.21 ``max_prepared_statements``)
+    has it. A read is one statement, so autocommit takes nothing from its consistency.
     """
-    if settings.reads_in_autocommit:
+    if settings.pooler_tracks_prepared_statements:
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
 
@@ -200,6 +215,17 @@ def libpq_dsn(url: str) -> str:
     return _for_libpq(url, "postgresql").render_as_string(hide_password=False)
 
 
+def _psycopg_connect_args(settings: DatabaseSettings) -> dict[str, Any]:
+    args: dict[str, Any] = {"connect_timeout": max(1, round(settings.connect_timeout_s))}
+    # psycopg evicts a statement from its cache with the protocol's Close message when its
+    # libpq has one (>= 17; psycopg-binary bundles it), else with SQL `DEALLOCATE name`,
+    # which PgBouncer passes to whichever server connection it chose.
+    tracked = settings.pooler_tracks_prepared_statements
+    if not (tracked and psycopg.capabilities.has_send_close_prepared()):
+        args["prepare_threshold"] = None
+    return args
+
+
 def create_sync_engine(url: str, settings: DatabaseSettings, pool_size: int) -> Engine:
     return create_blocking_engine(
         psycopg_url(url),
@@ -211,8 +237,5 @@ def create_sync_engine(url: str, settings: DatabaseSettings, pool_size: int) -> 
         # pooled connection into a reconnect instead of a failed (and retried) task.
         pool_pre_ping=True,
         echo=settings.echo,
-        connect_args={
-            "prepare_threshold": None,
-            "connect_timeout": max(1, round(settings.connect_timeout_s)),
-        },
+        connect_args=_psycopg_connect_args(settings),
     )

@@ -56,15 +56,17 @@ class DatabaseSettings(BaseModel):
     statement_timeout_ms: int = Field(
         10_000, ge=0, description="Client-side bound on any statement (`0`: none)."
     )
-    # A read's prepare and execute are two round trips; outside a transaction a pooler
-    # in transaction mode may send them to two server connections, and one that does not
-    # track prepared statements then loses the statement between them.
-    reads_in_autocommit: bool = Field(
-        False,
-        description="Run the api's lean reads without BEGIN/COMMIT. Only when the pooler "
-        "tracks prepared statements (PgBouncer >= 1.21 with `max_prepared_statements`).",
-    )
     echo: bool = Field(False, description="Log every SQL statement.")
+    # PgBouncer >= 1.21 with max_prepared_statements > 0 (the chart's sidecar and the local
+    # stack run 1.24) keeps a client's prepared statements valid on every server
+    # connection. Behind an older or unknown pooler in transaction mode, turn this off.
+    pooler_tracks_prepared_statements: bool = Field(
+        True,
+        description="The pooler tracks prepared statements (PgBouncer >= 1.21 with "
+        "`max_prepared_statements`): cache them, and run the api's one-statement reads "
+        "without BEGIN/COMMIT. `false`: never reuse one, reads in a transaction (safe "
+        "behind any transaction pooler).",
+    )
 
 
 class RedisSettings(BaseModel):
@@ -147,10 +149,13 @@ class RelaySettings(BaseModel):
         None, description="A direct Postgres URL for LISTEN; without it the relay only polls."
     )
     # A published row whose task has neither finished nor given up after this long is
-    # published again: it covers a message the broker lost (AOF fsyncs once a second) or
-    # a task killed by its hard time limit. The idempotent task makes this harmless.
+    # published again: it covers a message the broker lost (AOF fsyncs once a second), one
+    # a worker killed between taking it off the queue and recording it as unacked (kombu's
+    # Redis transport does those in two steps) and a task killed by its hard time limit.
+    # A row still retrying gets a second chain of attempts: the email's lease and its
+    # "sent" record make that harmless, and dead letters are never republished.
     republish_after_s: int = Field(
-        6 * 3600, ge=1, description="Publish again a row whose task neither finished nor died."
+        300, ge=1, description="Publish again a row whose task neither finished nor died."
     )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="The relay's `/metrics` (off if unset)."

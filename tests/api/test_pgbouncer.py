@@ -1,8 +1,9 @@
 """Transaction pooling proof: many concurrent requests, few server connections, no
-prepared-statement errors — and a control showing the same load breaks a default
-asyncpg setup, so the proof cannot pass by accident. The lean reads in both modes:
-inside a transaction they survive any pooler; in autocommit they save two round trips
-but need a pooler that tracks prepared statements."""
+prepared-statement errors, behind PgBouncer 1.24 (statements cached, the pooler tracks
+them) and Debian 12's 1.18 (safe mode) — and a control showing the same load breaks a
+default asyncpg setup behind 1.18, so the safe mode's proof cannot pass by accident.
+The lean reads: in autocommit behind a pooler that tracks prepared statements (two round
+trips saved), inside a transaction behind one that does not."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from devstack.servers import free_port
 from services.core.settings import Settings
 from tests.support.api import RunningApi, make_settings, running_api
-from tests.support.api_processes import pgbouncer_totals, pgbouncer_tracks_prepared_statements
+from tests.support.api_processes import pgbouncer_totals
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint, pgbouncer_in_front_of
 from tests.support.factories import create_product, create_user, place_order
 
@@ -28,15 +29,16 @@ CONCURRENCY = 240
 async def test_concurrent_requests_through_transaction_pooling(
     client: httpx.AsyncClient,
     migrated_postgres: DatabaseEndpoint,
-    pgbouncer_server: DatabaseEndpoint,
+    pooler: DatabaseEndpoint,
     cache_redis_server: RedisEndpoint,
 ) -> None:
     user = await create_user(client)
     product = await create_product(client, stock=10_000)
     # 40 client connections per process onto PgBouncer's pool of 4 server connections.
     settings = make_settings(
-        migrated_postgres, pgbouncer_server, cache_redis_server, pool_size=20, max_overflow=20
+        migrated_postgres, pooler, cache_redis_server, pool_size=20, max_overflow=20
     )
+    assert settings.db.pooler_tracks_prepared_statements == pooler.tracks_prepared_statements
     async with running_api(settings) as api:
         requests = []
         for i in range(CONCURRENCY):
@@ -61,9 +63,11 @@ async def test_concurrent_requests_through_transaction_pooling(
 
 
 async def test_control_default_asyncpg_breaks_under_transaction_pooling(
-    pgbouncer_server: DatabaseEndpoint,
+    old_pgbouncer_server: DatabaseEndpoint,
 ) -> None:
-    engine = create_async_engine(pgbouncer_server.url, pool_size=20, max_overflow=0)
+    # PgBouncer >= 1.21 tracking prepared statements would not break it: only the pooler
+    # that cannot is the control.
+    engine = create_async_engine(old_pgbouncer_server.url, pool_size=20, max_overflow=0)
 
     async def query(i: int) -> None:
         async with engine.connect() as connection:
@@ -88,17 +92,18 @@ def _reads_settings(
     pgbouncer: DatabaseEndpoint,
     redis: RedisEndpoint,
     *,
-    reads_in_autocommit: bool,
+    tracks: bool,
 ) -> Settings:
     """An api whose every read reaches the database (no response cache), with 40 client
-    connections onto PgBouncer's pool of 4 server connections."""
+    connections onto PgBouncer's pool of 4 server connections; ``tracks`` is what the
+    settings say of the pooler (reads in autocommit, statements cached)."""
     settings = make_settings(
         postgres,
         pgbouncer,
         redis,
         pool_size=20,
         max_overflow=20,
-        reads_in_autocommit=reads_in_autocommit,
+        pooler_tracks_prepared_statements=tracks,
     )
     return settings.model_copy(
         update={"cache": settings.cache.model_copy(update={"enabled": False})}
@@ -132,53 +137,48 @@ async def _read_concurrently(client: httpx.AsyncClient, urls: list[str]) -> list
     ]
 
 
-async def test_reads_in_a_transaction_survive_transaction_pooling(
+async def test_reads_survive_transaction_pooling_in_the_mode_each_pooler_allows(
     read_urls: list[str],
     migrated_postgres: DatabaseEndpoint,
-    pgbouncer_server: DatabaseEndpoint,
+    pooler: DatabaseEndpoint,
     cache_redis_server: RedisEndpoint,
 ) -> None:
     settings = _reads_settings(
-        migrated_postgres, pgbouncer_server, cache_redis_server, reads_in_autocommit=False
+        migrated_postgres, pooler, cache_redis_server, tracks=pooler.tracks_prepared_statements
     )
-    assert Settings.model_fields["db"].default.reads_in_autocommit is False
     async with running_api(settings) as api:
         for _ in range(3):
             assert await _read_concurrently(api.client, read_urls) == []
 
 
 @pytest.fixture
-async def autocommit_api(
+async def misconfigured_api(
     migrated_postgres: DatabaseEndpoint,
-    pgbouncer_server: DatabaseEndpoint,
+    old_pgbouncer_server: DatabaseEndpoint,
     cache_redis_server: RedisEndpoint,
 ) -> AsyncIterator[RunningApi]:
     # Started before the test, so the app's logging set-up comes before pytest's capture.
     settings = _reads_settings(
-        migrated_postgres, pgbouncer_server, cache_redis_server, reads_in_autocommit=True
+        migrated_postgres, old_pgbouncer_server, cache_redis_server, tracks=True
     )
     async with running_api(settings) as api:
         yield api
 
 
-async def test_autocommit_reads_need_a_pooler_that_tracks_prepared_statements(
+async def test_control_autocommit_reads_break_behind_a_pooler_that_cannot_track(
     read_urls: list[str],
-    autocommit_api: RunningApi,
-    pgbouncer_server: DatabaseEndpoint,
+    misconfigured_api: RunningApi,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Outside a transaction the prepare and the execute of a read are two round trips
-    the pooler may send to two server connections: safe only if it tracks prepared
-    statements, which is why ``reads_in_autocommit`` is off by default."""
+    the pooler may send to two server connections: settings that claim tracking behind
+    PgBouncer 1.18 break, which is why the setting must say the truth."""
     failures: list[object] = []
     with caplog.at_level("ERROR"):
         for _ in range(20):
-            failures += await _read_concurrently(autocommit_api.client, read_urls)
+            failures += await _read_concurrently(misconfigured_api.client, read_urls)
             if failures:
                 break
-    if pgbouncer_tracks_prepared_statements(pgbouncer_server):
-        assert failures == []
-        return
     assert failures, "autocommit reads should break: is PgBouncer in transaction mode?"
     errors = [str(record.exc_info[1]) for record in caplog.records if record.exc_info]
     assert any("prepared statement" in error for error in errors), errors[:3]
@@ -206,18 +206,17 @@ async def _round_trips_of_one_read(
     return transactions, queries
 
 
-async def test_autocommit_reads_save_the_begin_and_rollback_round_trips(
+async def test_a_read_is_one_round_trip_when_the_pooler_tracks_prepared_statements(
     read_urls: list[str],
     migrated_postgres: DatabaseEndpoint,
     quiet_pgbouncer: DatabaseEndpoint,
     cache_redis_server: RedisEndpoint,
 ) -> None:
     costs = {}
-    for autocommit in (False, True):
+    for tracks in (False, True):
         settings = _reads_settings(
-            migrated_postgres, quiet_pgbouncer, cache_redis_server, reads_in_autocommit=autocommit
+            migrated_postgres, quiet_pgbouncer, cache_redis_server, tracks=tracks
         )
-        costs[autocommit] = await _round_trips_of_one_read(settings, quiet_pgbouncer, read_urls[1])
-    in_transaction, autocommit = costs[False], costs[True]
-    assert in_transaction[0] == 1, costs
-    assert autocommit[1] == in_transaction[1] - 2, costs
+        costs[tracks] = await _round_trips_of_one_read(settings, quiet_pgbouncer, read_urls[1])
+    # Safe mode: BEGIN, prepare, execute, ROLLBACK. Tracked: the cached statement's execute.
+    assert costs == {False: (1, 4), True: (1, 1)}, costs

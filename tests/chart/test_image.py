@@ -11,6 +11,7 @@ their local ports; everything else points at them through chart values.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -26,6 +27,7 @@ import asyncpg
 import httpx
 import pytest
 
+from devstack.pgbouncer_builds import PGBOUNCER_VERSION
 from devstack.release import podman as podman_module
 from devstack.release.podman import TARGETS, Podman, Target
 from devstack.servers import RedisServer, free_port, start
@@ -331,14 +333,28 @@ def http_status(url: str) -> int | None:
         return None
 
 
+def test_pgbouncer_image_runs_the_local_stacks_pgbouncer(
+    podman: Podman, images: dict[str, Target]
+) -> None:
+    argv = podman.container_argv(images["pgbouncer"].tag, "pgbouncer", "--version")
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"PgBouncer {PGBOUNCER_VERSION}"
+
+
 async def test_pgbouncer_image_pools_with_the_chart_config(
     pgbouncer: Container, chart: Chart, image_db: str
 ) -> None:
+    """Four clients on the sidecar's two server connections, each keeping its statements
+    prepared (asyncpg's statement cache, as the api's engine in the chart does)."""
     dsn = f"postgresql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{chart.ports.pgbouncer}/{image_db}"
-    connections = [await asyncpg.connect(dsn, statement_cache_size=0) for _ in range(4)]
+    connections = [await asyncpg.connect(dsn) for _ in range(4)]
     try:
-        for connection in connections:
-            assert await connection.fetchval("SELECT count(*) FROM alembic_version") == 1
+        for _ in range(3):
+            counts = await asyncio.gather(
+                *(c.fetchval("SELECT count(*) FROM alembic_version") for c in connections)
+            )
+            assert counts == [1, 1, 1, 1]
     finally:
         for connection in connections:
             await connection.close()

@@ -1,14 +1,16 @@
 """The chart's PgBouncer sidecar configuration, run for real.
 
-The ConfigMap's ``pgbouncer.ini`` and ``start.sh`` (rendered by helm) start Debian's
-PgBouncer — the package the sidecar image installs — in front of a real Postgres; the app's
-kind of client (asyncpg, SCRAM, transaction pooling) works through it, and the exporter
+The ConfigMap's ``pgbouncer.ini`` and ``start.sh`` (rendered by helm) start PgBouncer
+1.24.1 — built by the script the sidecar image builds it with — in front of a real
+Postgres; the app's kind of client (asyncpg, SCRAM, transaction pooling, cached prepared
+statements, as the api's settings in the chart say) works through it, and the exporter
 sidecar's software, with the ConfigMap's ``exporter.yml``, serves the series the
 dashboards and alerts use. Only the in-container paths are moved into a temp directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import configparser
 import os
 import re
@@ -23,17 +25,38 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import sqlalchemy
 
 from devstack.monitoring import PGBOUNCER_EXPORTER_VENV
+from devstack.pgbouncer_builds import CURRENT_PGBOUNCER
 from devstack.servers import SERVER_LOGIN_RETRY_S, as_user, free_port, own, unprivileged_user
-from tests.support.chart import Helm
+from services.core.db import create_engine
+from services.core.settings import DatabaseSettings
+from tests.support.chart import Doc, Helm, containers
 from tests.support.endpoints import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
+
+# The image's PATH, with the build's binary where the image has it (/usr/local/bin), ahead
+# of Debian's own 1.18 in /usr/sbin.
+SIDECAR_PATH = f"{CURRENT_PGBOUNCER.binary.parent}:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
 class Sidecar:
     port: int
     workdir: Path  # the ConfigMap's files
+    api_env: dict[str, str]  # the api container's environment, as rendered
+
+
+def api_container_env(docs: list[Doc]) -> dict[str, str]:
+    """The api container's literal environment variables, as rendered."""
+    [api] = [
+        container
+        for doc in docs
+        if doc["kind"] == "Deployment"
+        for _, container in containers(doc)
+        if container["name"] == "api"
+    ]
+    return {e["name"]: e["value"] for e in api["env"] if "value" in e}
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -52,8 +75,10 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
 @pytest.fixture(scope="module")
 def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) -> Iterator[Sidecar]:
     """PgBouncer started exactly as the sidecar starts it."""
-    if shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists():
-        pytest.skip("pgbouncer not installed (make deps)")
+    if not CURRENT_PGBOUNCER.binary.exists():
+        pytest.skip(
+            f"PgBouncer {CURRENT_PGBOUNCER.version} not built ({CURRENT_PGBOUNCER.install_hint})"
+        )
     port = free_port()
     docs = helm.template(
         set_values={
@@ -69,6 +94,7 @@ def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) ->
         }
     )
     [config] = [d for d in docs if d["kind"] == "ConfigMap" and "pgbouncer.ini" in d["data"]]
+    api_env = api_container_env(docs)
     user = unprivileged_user()
     workdir = servers_dir / "chart-pgbouncer"
     own(workdir, user, mode=0o700)
@@ -83,11 +109,7 @@ def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) ->
         if user is not None:
             shutil.chown(workdir / name, user)
     log = workdir / "pgbouncer.log"
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "PGBOUNCER_USER": APP_USER,
-        "PGBOUNCER_PASSWORD": APP_PASSWORD,
-    }
+    env = {"PATH": SIDECAR_PATH, "PGBOUNCER_USER": APP_USER, "PGBOUNCER_PASSWORD": APP_PASSWORD}
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["sh", str(workdir / "start.sh")],
@@ -99,26 +121,40 @@ def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) ->
         )
     try:
         wait_for_port(port, process, log)
-        yield Sidecar(port, workdir)
+        yield Sidecar(port, workdir, api_env)
     finally:
         process.terminate()
         process.wait(10)
 
 
 async def test_app_connects_through_the_sidecar_config(sidecar: Sidecar) -> None:
-    dsn = f"postgresql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{sidecar.port}/{APP_DB}"
-    # As the app connects: no statement cache (transaction pooling).
-    connections = [await asyncpg.connect(dsn, statement_cache_size=0) for _ in range(6)]
+    """The api's settings in the chart say the sidecar tracks prepared statements, so its
+    engine caches them: six such clients on the sidecar's two server connections reuse
+    their statements across transactions without an error."""
+    tracked = sidecar.api_env["STAMPEDE_DB__POOLER_TRACKS_PREPARED_STATEMENTS"]
+    assert tracked == "true"
+    settings = DatabaseSettings.model_validate(
+        {"pooler_tracks_prepared_statements": tracked, "pool_size": 6}
+    )
+    url = f"postgresql+asyncpg://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{sidecar.port}/{APP_DB}"
+    engine = create_engine(url, settings)
+    statement = sqlalchemy.text("SELECT CAST(:i AS integer)")
+
+    async def transactions(client: int) -> None:
+        async with engine.connect() as connection:
+            for i in range(20):
+                value = await connection.scalar(statement, {"i": i})
+                assert value == i
+                await connection.commit()
+
     try:
-        for connection in connections:
-            assert await connection.fetchval("SELECT 1") == 1
+        await asyncio.gather(*(transactions(client) for client in range(6)))
     finally:
-        for connection in connections:
-            await connection.close()
+        await engine.dispose()
 
 
 async def test_wrong_password_is_refused(sidecar: Sidecar) -> None:
-    # PgBouncer 1.18 answers a failed SCRAM exchange as a protocol error.
+    # PgBouncer (1.18 and 1.24 alike) answers a failed SCRAM exchange as a protocol error.
     with pytest.raises(asyncpg.PostgresError, match="authentication failed"):
         await asyncpg.connect(f"postgresql://{APP_USER}:nope@127.0.0.1:{sidecar.port}/{APP_DB}")
 
@@ -159,7 +195,7 @@ def test_refuses_to_start_when_the_fd_limit_cannot_hold_its_clients(sidecar: Sid
     EMFILE under load; the start script fails at once and says why."""
     result = subprocess.run(
         ["prlimit", "--nofile=256:256", "sh", str(sidecar.workdir / "start.sh")],
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PGBOUNCER_USER": APP_USER},
+        env={"PATH": SIDECAR_PATH, "PGBOUNCER_USER": APP_USER},
         capture_output=True,
         text=True,
         timeout=10,
@@ -175,3 +211,15 @@ def test_reconnects_to_postgres_as_fast_as_the_local_stack(sidecar: Sidecar) -> 
     parser = configparser.ConfigParser()
     parser.read_string((sidecar.workdir / "pgbouncer.ini").read_text())
     assert int(parser["pgbouncer"]["server_login_retry"]) == SERVER_LOGIN_RETRY_S
+
+
+@pytest.mark.parametrize(("tracked", "api_caches"), [("200", "true"), ("0", "false")])
+def test_the_api_caches_statements_only_when_the_sidecar_tracks_them(
+    helm: Helm, tracked: str, api_caches: str
+) -> None:
+    docs = helm.template(set_values={"pgbouncer.maxPreparedStatements": tracked})
+    [config] = [d for d in docs if d["kind"] == "ConfigMap" and "pgbouncer.ini" in d["data"]]
+    parser = configparser.ConfigParser(comment_prefixes=(";",))
+    parser.read_string(config["data"]["pgbouncer.ini"])
+    assert parser["pgbouncer"]["max_prepared_statements"] == tracked
+    assert api_container_env(docs)["STAMPEDE_DB__POOLER_TRACKS_PREPARED_STATEMENTS"] == api_caches

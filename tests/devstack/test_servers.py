@@ -9,15 +9,17 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
+from devstack.pgbouncer_builds import BUILD_SCRIPT, CURRENT_PGBOUNCER, PGBOUNCER_VERSION
 from devstack.servers import (
     LOCALHOST,
+    MAX_PREPARED_STATEMENTS,
     PostgresServer,
     RedisServer,
     ServerError,
     free_port,
-    postgres_bin_dir,
     start,
 )
+from tests.support import pgbouncer_admin
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
 
 
@@ -32,18 +34,40 @@ async def test_query_through_pgbouncer(pgbouncer_server: DatabaseEndpoint) -> No
 
 
 def test_pgbouncer_pools_transactions(pgbouncer_server: DatabaseEndpoint) -> None:
-    # The admin console speaks only the simple query protocol, which psql uses.
-    admin = pgbouncer_server.dsn.rsplit("/", 1)[0] + "/pgbouncer"
-    result = subprocess.run(
-        [str(postgres_bin_dir() / "psql"), "-X", "-A", "-t", admin, "-c", "SHOW CONFIG"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    config = dict(line.split("|")[:2] for line in result.stdout.splitlines() if "|" in line)
+    config = pgbouncer_admin.config(pgbouncer_server)
     assert config["pool_mode"] == "transaction"
     assert config["default_pool_size"] == "4"
     assert config["max_client_conn"] == "1000"
+
+
+def test_the_current_pgbouncer_is_the_pinned_release() -> None:
+    """The binary build-pgbouncer.sh built (make deps) is the release both pins name."""
+    assert PGBOUNCER_VERSION == "1.24.1"
+    assert f"\nPGBOUNCER_VERSION={PGBOUNCER_VERSION}\n" in BUILD_SCRIPT.read_text()
+    result = subprocess.run(
+        [CURRENT_PGBOUNCER.binary, "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines()[0] == "PgBouncer 1.24.1"
+
+
+def test_the_tests_pgbouncer_tracks_prepared_statements(
+    pgbouncer_server: DatabaseEndpoint,
+) -> None:
+    [version] = pgbouncer_admin.show(pgbouncer_server, "VERSION")
+    assert version["version"] == f"PgBouncer {PGBOUNCER_VERSION}"
+    config = pgbouncer_admin.config(pgbouncer_server)
+    assert config["max_prepared_statements"] == str(MAX_PREPARED_STATEMENTS)
+    assert pgbouncer_server.tracks_prepared_statements
+
+
+def test_the_old_pooler_is_debian_12s_pgbouncer(old_pgbouncer_server: DatabaseEndpoint) -> None:
+    """The safe mode's pooler: 1.18 knows no max_prepared_statements."""
+    [version] = pgbouncer_admin.show(old_pgbouncer_server, "VERSION")
+    assert version["version"].startswith("PgBouncer 1.18.")
+    config = pgbouncer_admin.config(old_pgbouncer_server)
+    assert config["pool_mode"] == "transaction"
+    assert "max_prepared_statements" not in config
+    assert not old_pgbouncer_server.tracks_prepared_statements
 
 
 async def test_many_clients_share_few_server_connections(
@@ -58,11 +82,17 @@ async def test_many_clients_share_few_server_connections(
         queries = asyncio.gather(*(c.fetchval("SELECT 1") for c in clients))
         # Under session pooling the fifth client would wait for a free server connection.
         assert await asyncio.wait_for(queries, timeout=10) == [1] * 10
+        # Postgres' backends for this PgBouncer's server connections (the session's other
+        # PgBouncer, the old pooler, holds its own): matched by the pooler's local port.
+        ports = [
+            int(row["local_port"]) for row in pgbouncer_admin.show(pgbouncer_server, "SERVERS")
+        ]
         servers = await direct.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE usename = 'stampede' AND pid <> pg_backend_pid()"
+            " WHERE usename = 'stampede' AND client_port = ANY($1::integer[])",
+            ports,
         )
-        assert 1 <= servers <= 4
+        assert 1 <= servers == len(ports) <= 4
     finally:
         await asyncio.gather(direct.close(), *(c.close() for c in clients))
 

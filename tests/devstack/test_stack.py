@@ -5,7 +5,8 @@ import time
 from pathlib import Path
 
 from devstack import stack
-from devstack.servers import RedisServer, free_port, port_is_free
+from devstack.pgbouncer_builds import CURRENT_PGBOUNCER
+from devstack.servers import PgBouncerServer, RedisServer, free_port, port_is_free
 from devstack.supervision import Program, Supervisor
 from services.core.settings import (
     DEV_BROKER_URL,
@@ -28,6 +29,14 @@ def test_the_dev_profile_points_at_the_stack() -> None:
     assert (dev.smtp_host, dev.smtp.port, dev.smtp.security) == ("127.0.0.1", DEV_SMTP_PORT, "none")
 
 
+def test_the_stack_runs_the_current_pgbouncer_as_the_dev_settings_assume() -> None:
+    [pgbouncer] = [server for server in stack.servers() if isinstance(server, PgBouncerServer)]
+    assert pgbouncer.build == CURRENT_PGBOUNCER
+    assert pgbouncer.command()[0] == str(CURRENT_PGBOUNCER.binary)
+    assert pgbouncer.tracks_prepared_statements
+    assert Settings(profile="dev").db.pooler_tracks_prepared_statements
+
+
 def test_supervisord_config(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path)
     supervisor.write_config(stack.programs(), directory=stack.REPO)
@@ -35,6 +44,8 @@ def test_supervisord_config(tmp_path: Path) -> None:
     config.read(supervisor.config_path)
 
     assert config["program:postgres"]["stopsignal"] == "INT"
+    # PgBouncer >= 1.23's immediate shutdown (its SIGTERM waits for every client to leave).
+    assert config["program:pgbouncer"]["stopsignal"] == "QUIT"
     assert config["program:api"]["autostart"] == "false"
     assert 'STAMPEDE_PROFILE="dev"' in config["program:api"]["environment"]
     assert (

@@ -25,6 +25,7 @@ from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
 def make_settings(
     postgres: DatabaseEndpoint, pgbouncer: DatabaseEndpoint, redis: RedisEndpoint, **db: Any
 ) -> Settings:
+    db = {"pooler_tracks_prepared_statements": pgbouncer.tracks_prepared_statements, **db}
     return Settings(
         profile="prod",
         db={"url": pgbouncer.url, "migration_url": postgres.url, **db},

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from devstack.servers import LOCALHOST, free_port, postgres_bin_dir, tail
+from devstack.servers import LOCALHOST, free_port, tail
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
+from tests.support.pgbouncer_admin import database_stats
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,6 +34,9 @@ def api_env(
         "STAMPEDE_PROFILE": "prod",
         "STAMPEDE_DB__URL": pgbouncer.url,
         "STAMPEDE_DB__MIGRATION_URL": postgres.url,
+        "STAMPEDE_DB__POOLER_TRACKS_PREPARED_STATEMENTS": str(
+            pgbouncer.tracks_prepared_statements
+        ).lower(),
         "STAMPEDE_REDIS__CACHE_URL": redis.url,
         "STAMPEDE_LOG__LEVEL": "WARNING",
         "STAMPEDE_LOG__ACCESS_LOG": "false",
@@ -95,35 +99,10 @@ def _wait_live(api: ApiProcess, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def _pgbouncer_show(pgbouncer: DatabaseEndpoint, what: str) -> list[dict[str, str]]:
-    """``SHOW <what>`` on PgBouncer's admin console, as rows of column name to value."""
-    admin = pgbouncer.dsn.rsplit("/", 1)[0] + "/pgbouncer"
-    result = subprocess.run(
-        [str(postgres_bin_dir() / "psql"), "-X", "-A", "-F", "\t", admin, "-c", f"SHOW {what}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    header, *rows = result.stdout.splitlines()
-    names = header.split("\t")
-    return [dict(zip(names, row.split("\t"), strict=False)) for row in rows]
-
-
 def pgbouncer_totals(pgbouncer: DatabaseEndpoint) -> tuple[int, int]:
     """(transactions, queries) PgBouncer has pooled for the app database so far.
 
     A query is a round trip that ended with the server ready again (an extended-protocol
     Sync counts too), so a prepare and its execute are two."""
-    for values in _pgbouncer_show(pgbouncer, "STATS"):
-        if values.get("database") == pgbouncer.database:
-            return int(values["total_xact_count"]), int(values["total_query_count"])
-    return 0, 0
-
-
-def pgbouncer_tracks_prepared_statements(pgbouncer: DatabaseEndpoint) -> bool:
-    """Whether PgBouncer follows prepared statements across server connections
-    (>= 1.21 with ``max_prepared_statements`` above 0)."""
-    for values in _pgbouncer_show(pgbouncer, "CONFIG"):
-        if values.get("key") == "max_prepared_statements":
-            return int(values["value"]) > 0
-    return False
+    stats = database_stats(pgbouncer)
+    return stats.get("total_xact_count", 0), stats.get("total_query_count", 0)

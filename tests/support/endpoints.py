@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.pgbouncer_builds import CURRENT_PGBOUNCER, PgBouncerBuild
 from devstack.servers import (
     LOCALHOST,
     PgBouncerServer,
@@ -32,6 +33,9 @@ class DatabaseEndpoint:
     user: str = APP_USER
     password: str = APP_PASSWORD
     database: str = APP_DB
+    # Whether a client may keep statements prepared across transactions: always on
+    # Postgres itself; through PgBouncer only when it tracks them (>= 1.21).
+    tracks_prepared_statements: bool = True
 
     @property
     def dsn(self) -> str:
@@ -56,8 +60,11 @@ class RedisEndpoint:
 
 
 @contextmanager
-def pgbouncer_in_front_of(postgres: DatabaseEndpoint, workdir: Path) -> Iterator[DatabaseEndpoint]:
-    """PgBouncer in transaction mode in front of ``postgres``, 4 server connections."""
+def pgbouncer_in_front_of(
+    postgres: DatabaseEndpoint, workdir: Path, build: PgBouncerBuild = CURRENT_PGBOUNCER
+) -> Iterator[DatabaseEndpoint]:
+    """PgBouncer ``build`` in transaction mode in front of ``postgres``, 4 server
+    connections; the current build tracks prepared statements."""
     server = PgBouncerServer(
         workdir=workdir,
         port=free_port(),
@@ -67,10 +74,16 @@ def pgbouncer_in_front_of(postgres: DatabaseEndpoint, workdir: Path) -> Iterator
         app_password=APP_PASSWORD,
         default_pool_size=4,
         max_client_conn=1000,
+        build=build,
     )
     with start(server) as process:
         process.wait_ready()
-        yield DatabaseEndpoint(LOCALHOST, server.port, process)
+        yield DatabaseEndpoint(
+            LOCALHOST,
+            server.port,
+            process,
+            tracks_prepared_statements=server.tracks_prepared_statements,
+        )
 
 
 TABLES = "users, products, orders, order_items, idempotency_keys, outbox, email_deliveries"
