@@ -7,11 +7,18 @@ aiosmtpd accepts anything (no auth, no TLS: it only listens on 127.0.0.1); each 
 is written to ``DIR/<time>-<Message-ID>.eml`` (atomically: a reader never sees half a
 file). The web page is the standard library's directory listing of ``DIR``, served as
 plain text so a browser shows an email instead of downloading it.
+
+``--hold-file F`` is for the fault drill: while ``F`` exists, the sink holds its answer
+to each message's final dot — the moment a real server takes responsibility for it — and
+lists the client ports it holds in ``F.held``. A client that dies meanwhile was never
+told "250 OK", so its message is not kept, as a real server would not deliver it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import functools
 import re
 import signal
@@ -34,12 +41,17 @@ REPO = Path(__file__).resolve().parents[1]
 class EmlWriter:
     """aiosmtpd handler: every accepted message becomes one ``.eml`` file."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, hold_file: Path | None = None) -> None:
         self.directory = directory
+        self.hold_file = hold_file
+        self._held: set[int] = set()
         self._count = 0
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.hold_file is not None and self.hold_file.exists():
+            # Cancelled by aiosmtpd if the client goes away meanwhile: nothing is kept.
+            await self._hold(int(session.peer[1]))
         with self._lock:
             self._count += 1
             count = self._count
@@ -50,6 +62,25 @@ class EmlWriter:
         partial.write_bytes(envelope.content)
         partial.rename(self.directory / name)
         return "250 2.0.0 OK: kept as " + name
+
+    async def _hold(self, client_port: int) -> None:
+        assert self.hold_file is not None
+        self._held.add(client_port)
+        self._list_held()
+        try:
+            while self.hold_file.exists():  # noqa: ASYNC110 (a file another process owns)
+                await asyncio.sleep(0.005)
+        finally:
+            self._held.discard(client_port)
+            self._list_held()
+
+    def _list_held(self) -> None:
+        assert self.hold_file is not None
+        listing = self.hold_file.with_name(self.hold_file.name + ".held")
+        partial = listing.with_name(listing.name + ".partial")
+        partial.write_text("".join(f"{port}\n" for port in sorted(self._held)))
+        with contextlib.suppress(OSError):
+            partial.rename(listing)
 
 
 class MailPage(SimpleHTTPRequestHandler):
@@ -69,6 +100,7 @@ class MailSink:
     mail_dir: Path
     smtp_port: int
     http_port: int
+    hold_file: Path | None = None
 
     name = "mail-sink"
     run_as = None
@@ -83,9 +115,11 @@ class MailSink:
         self.mail_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
+        hold = ["--hold-file", str(self.hold_file)] if self.hold_file is not None else []
         return [
             *(sys.executable, "-m", "devstack.mailsink", str(self.mail_dir)),
             *("--smtp-port", str(self.smtp_port), "--http-port", str(self.http_port)),
+            *hold,
         ]
 
     def is_ready(self) -> bool:
@@ -97,10 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directory", type=Path)
     parser.add_argument("--smtp-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--hold-file", type=Path, help="hold answers while this file exists")
     args = parser.parse_args(argv)
     args.directory.mkdir(parents=True, exist_ok=True)
 
-    smtp = Controller(EmlWriter(args.directory), hostname=LOCALHOST, port=args.smtp_port)
+    writer = EmlWriter(args.directory, args.hold_file)
+    smtp = Controller(writer, hostname=LOCALHOST, port=args.smtp_port)
     handler = functools.partial(MailPage, directory=str(args.directory))
     web = ThreadingHTTPServer((LOCALHOST, args.http_port), handler)
 

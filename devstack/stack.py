@@ -86,6 +86,8 @@ API_URL = f"http://{LOCALHOST}:{API_PORT}"
 CACHE_REDIS_URL = f"redis://{LOCALHOST}:{CACHE_REDIS_PORT}/0"
 BROKER_URL = f"redis://{LOCALHOST}:{BROKER_REDIS_PORT}/0"
 MAIL_DIR = STACK_DIR / "mail"
+# The fault drill's switch: while it exists the mail sink holds its "250 OK" answers.
+MAIL_HOLD_FILE = STACK_DIR / "mail-hold"
 MAIL_URL = f"http://{LOCALHOST}:{MAIL_WEB_PORT}/"
 DEV_ENV = {"STAMPEDE_PROFILE": "dev"}
 
@@ -159,7 +161,9 @@ def servers() -> list[Server]:
     broker_redis = RedisServer(
         workdir=STACK_DIR / "redis-broker", port=BROKER_REDIS_PORT, role="broker"
     )
-    mail_sink = MailSink(mail_dir=MAIL_DIR, smtp_port=SMTP_PORT, http_port=MAIL_WEB_PORT)
+    mail_sink = MailSink(
+        mail_dir=MAIL_DIR, smtp_port=SMTP_PORT, http_port=MAIL_WEB_PORT, hold_file=MAIL_HOLD_FILE
+    )
     return [postgres(), pgbouncer, cache_redis, broker_redis, mail_sink, *monitoring()]
 
 
@@ -234,6 +238,7 @@ def up() -> None:
     """
     STACK_DIR.mkdir(exist_ok=True)
     STACK_DIR.chmod(0o755)
+    MAIL_HOLD_FILE.unlink(missing_ok=True)  # left by a drill that was interrupted
     _let_servers_reach_the_stack()
     running = supervisor.is_running()
     if not running:

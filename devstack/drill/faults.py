@@ -8,10 +8,11 @@ when it was injected and when it was back, so recovery is measured from that mom
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,26 +93,40 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def _inodes_connected_to(port: int) -> set[str]:
-    """Inodes of established TCP sockets whose remote end is 127.0.0.1:``port``."""
-    wanted = f"0100007F:{port:04X}"
+def _smtp_client_inodes(client_ports: set[int]) -> set[str]:
+    """Inodes of established sockets from those 127.0.0.1 ports to the SMTP sink."""
+    remote = f"0100007F:{stack.SMTP_PORT:04X}"
+    locals_ = {f"0100007F:{port:04X}" for port in client_ports}
     found: set[str] = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if fields[2] == wanted and fields[3] == "01":
+        if fields[1] in locals_ and fields[2] == remote and fields[3] == "01":
             found.add(fields[9])
     return found
 
 
-async def _child_talking_to(parent: int, port: int) -> int:
-    """A child of ``parent`` with an open connection to ``port``, caught in the act."""
-    while True:
-        connected = _inodes_connected_to(port)
-        if connected:
-            for child in children(parent):
-                if _socket_inodes(child) & connected:
-                    return child
-        await asyncio.sleep(0.002)
+def _held_ports() -> set[int]:
+    listing = stack.MAIL_HOLD_FILE.with_name(stack.MAIL_HOLD_FILE.name + ".held")
+    try:
+        return {int(port) for port in listing.read_text().split()}
+    except (OSError, ValueError):
+        return set()
+
+
+@contextlib.asynccontextmanager
+async def smtp_answers_held(at_least: int) -> AsyncIterator[set[int]]:
+    """The mail sink holds its "250 OK" answers (devstack.mailsink ``--hold-file``) until
+    ``at_least`` messages wait for theirs; yields their client ports. A worker killed
+    now is killed mid-send, before the server took the message: the one moment the
+    design promises no second email for (after the 250 and before the record is the
+    window it cannot close; see docs/resilience.md)."""
+    stack.MAIL_HOLD_FILE.touch()
+    try:
+        async with asyncio.timeout(60):
+            await until(lambda: len(_held_ports()) >= at_least)
+        yield _held_ports()
+    finally:
+        stack.MAIL_HOLD_FILE.unlink(missing_ok=True)
 
 
 Fault = Callable[[Controls, float], Awaitable[Window]]
@@ -179,23 +194,26 @@ async def api_worker_killed(controls: Controls, hold_s: float) -> Window:
 
 
 async def worker_killed_mid_send(controls: Controls, hold_s: float) -> Window:
-    """``kill -9`` the Celery child that is talking to the SMTP server right now."""
+    """``kill -9`` a Celery child while the SMTP server holds its message unanswered."""
     parent = controls.pid("worker")
-    async with asyncio.timeout(60):
-        child = await _child_talking_to(parent, stack.SMTP_PORT)
-    injected = time.monotonic()
-    os.kill(child, signal.SIGKILL)
+    async with smtp_answers_held(at_least=1) as ports:
+        inodes = _smtp_client_inodes(ports)
+        child = next(c for c in children(parent) if _socket_inodes(c) & inodes)
+        injected = time.monotonic()
+        os.kill(child, signal.SIGKILL)
     return Window(
         injected, await until(lambda: bool(children(parent)) and child not in children(parent))
     )
 
 
 async def worker_killed_whole(controls: Controls, hold_s: float) -> Window:
-    """``kill -9`` the Celery worker and all its children (a node lost): the messages
-    they held come back after the broker's visibility timeout."""
+    """``kill -9`` the Celery worker and all its children (a node lost) while both
+    children's messages wait for the SMTP server's answer: what they held comes back
+    after the broker's visibility timeout."""
     pid = controls.pid("worker")
-    injected = time.monotonic()
-    os.killpg(pid, signal.SIGKILL)
+    async with smtp_answers_held(at_least=len(children(pid))):
+        injected = time.monotonic()
+        os.killpg(pid, signal.SIGKILL)
     return Window(injected, await controls.wait_restarted("worker", pid))
 
 
