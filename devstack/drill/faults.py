@@ -116,15 +116,22 @@ def _held_ports() -> set[int]:
 @contextlib.asynccontextmanager
 async def smtp_answers_held(at_least: int) -> AsyncIterator[set[int]]:
     """The mail sink holds its "250 OK" answers (devstack.mailsink ``--hold-file``) until
-    ``at_least`` messages wait for theirs; yields their client ports. A worker killed
-    now is killed mid-send, before the server took the message: the one moment the
-    design promises no second email for (after the 250 and before the record is the
-    window it cannot close; see docs/resilience.md)."""
+    ``at_least`` messages wait for theirs; yields their client ports, of which the
+    caller keeps those it killed. A worker killed now is killed mid-send, before the
+    server took the message: the one moment the design promises no second email for
+    (after the 250 and before the record is the window it cannot close; see
+    docs/resilience.md)."""
     stack.MAIL_HOLD_FILE.touch()
     try:
         async with asyncio.timeout(60):
             await until(lambda: len(_held_ports()) >= at_least)
-        yield _held_ports()
+        held = _held_ports()
+        yield held
+        # Release only once the sink has seen its dead clients go (their messages
+        # dropped): released first, it would take and keep a message nobody was told of.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await until(lambda: not (held & _held_ports()))
     finally:
         stack.MAIL_HOLD_FILE.unlink(missing_ok=True)
 
@@ -197,10 +204,12 @@ async def worker_killed_mid_send(controls: Controls, hold_s: float) -> Window:
     """``kill -9`` a Celery child while the SMTP server holds its message unanswered."""
     parent = controls.pid("worker")
     async with smtp_answers_held(at_least=1) as ports:
-        inodes = _smtp_client_inodes(ports)
+        port = next(iter(ports))
+        inodes = _smtp_client_inodes({port})
         child = next(c for c in children(parent) if _socket_inodes(c) & inodes)
         injected = time.monotonic()
         os.kill(child, signal.SIGKILL)
+        ports.intersection_update({port})
     return Window(
         injected, await until(lambda: bool(children(parent)) and child not in children(parent))
     )
