@@ -107,7 +107,8 @@ API_ENV = {
 # at a time (-O fair, prefetch 1). No gossip/mingle: they only chat between workers.
 WORKER_COMMAND = [
     str(VENV_BIN / "celery"),
-    *("-A", "services.worker.app", "worker"),
+    # --quiet: no banner on stdout, so every line of the log is JSON (as in the chart).
+    *("-A", "services.worker.app", "--quiet", "worker"),
     *("--pool=prefork", "-O", "fair", "--without-gossip", "--without-mingle"),
     "--loglevel=INFO",
 ]

@@ -76,5 +76,9 @@ def logging_config(level: str, json_format: bool) -> dict[str, Any]:
             "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
             "gunicorn.access": {"handlers": [], "propagate": False},
+            # billiard (Celery's process pool) logs "Process ... exited with signal 9" here
+            # and turns propagation off: without a handler of its own the line reached
+            # Python's last-resort handler as plain text.
+            "multiprocessing": {"level": "WARNING", "handlers": ["default"], "propagate": False},
         },
     }
