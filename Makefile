@@ -33,7 +33,7 @@ status: ## Show the stack's processes
 migrate: ## Apply the migrations to the local stack's database
 	$(DEV) uv run python -m services.migrations upgrade
 
-seed: ## Re-seed the local stack's demo data (SEED_ARGS='--users 1000')
+seed: ## Re-seed the local stack's demo data (SEED_ARGS='--scale 100' or '--users 1000')
 	$(DEV) uv run python -m devstack.seed $(SEED_ARGS)
 
 bench: up ## wrk against the local stack, each row beside its floor (BENCH_ARGS=--isolate)
