@@ -15,7 +15,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.api.cache.middleware import ResponseCacheMiddleware
 from services.api.lifespan import lifespan_for
 from services.api.middleware.body_limit import BodySizeLimitMiddleware
+from services.api.middleware.head import HeadAsGetMiddleware
 from services.api.middleware.observe import RequestObservationMiddleware
+from services.api.middleware.request_limits import RequestLimitsMiddleware
 from services.api.problems import install_problem_handlers, problem_responses
 from services.api.request_metrics import RequestMetrics
 from services.api.routes import health, orders, products, users
@@ -60,9 +62,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def outer(app: ASGIApp) -> ASGIApp:
         # Inside out: the cache (GETs only, before anything reads a body) wraps FastAPI's
-        # stack; request id, access log and metrics wrap everything.
+        # stack; HEAD is served as GET around it (from the same entries); oversized
+        # requests are refused before anything else looks at them; request id, access
+        # log and metrics wrap everything.
         if settings.cache.enabled:
             app = ResponseCacheMiddleware(app)
+        app = HeadAsGetMiddleware(app)
+        app = RequestLimitsMiddleware(
+            app,
+            max_target_bytes=settings.api.max_target_bytes,
+            max_header_bytes=settings.api.max_header_bytes,
+            max_headers=settings.api.max_headers,
+        )
         return RequestObservationMiddleware(app, access_log=access_log, metrics=request_metrics)
 
     app = StampedeApi(
@@ -76,8 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI's native OpenTelemetry looks up the global providers on every request;
         # we export Prometheus metrics and no traces, so that is pure per-request cost.
         telemetry={"tracing": False, "metrics": False, "logs": False},
-        # Every route can fail unexpectedly; document that it is a problem too.
-        responses=problem_responses(500),
+        # Every route refuses oversized requests and can fail unexpectedly.
+        responses=problem_responses(414, 431, 500),
     )
     install_problem_handlers(app)
     for router in routers:

@@ -7,6 +7,9 @@
     │   ├── EmailTaken
     │   └── InsufficientStock
     ├── PayloadTooLarge           413  the body exceeds the configured limit
+    ├── UriTooLong                414  the request target exceeds the configured limit
+    ├── UnsupportedMediaType      415  a body that is not JSON (or not UTF-8)
+    ├── HeadersTooLarge           431  too many header bytes, or too many headers
     ├── Unprocessable             422  well-formed but semantically wrong
     │   ├── UnknownReference      (the body names a user/product that does not exist)
     │   └── IdempotencyKeyReused  (same key, different request)
@@ -71,6 +74,24 @@ class PayloadTooLarge(StampedeError):
     status = 413
     slug = "payload-too-large"
     title = "Request body too large"
+
+
+class UriTooLong(StampedeError):
+    status = 414
+    slug = "uri-too-long"
+    title = "Request target too long"
+
+
+class UnsupportedMediaType(StampedeError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "The body must be JSON"
+
+
+class HeadersTooLarge(StampedeError):
+    status = 431
+    slug = "headers-too-large"
+    title = "Request header fields too large"
 
 
 class Unprocessable(StampedeError):

@@ -244,6 +244,16 @@ class ApiSettings(BaseModel):
     """The api process: request limits and its readiness check."""
 
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger bodies get 413.")
+    # Browsers and CDNs cap URLs near 8 KiB; ours are a path and three query parameters.
+    max_target_bytes: int = Field(
+        8 * 1024, ge=256, description="Longer request targets (path and query) get 414."
+    )
+    # nginx's default buffers allow 4 x 8 KiB of header lines; a bearer key and the usual
+    # proxy headers take well under 2 KiB.
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="Header sections larger than this get 431."
+    )
+    max_headers: int = Field(100, ge=16, description="More header fields than this get 431.")
     readiness_timeout_s: float = Field(1.0, gt=0, description="Per check in `/readyz`.")
     title: str = Field("Stampede API", description="The OpenAPI document's title.")
 

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Header, Path, Response
 
 from services.api.deps import SessionDep
 from services.api.problems import problem_responses
+from services.api.request_body import StrictJsonRoute
 from services.api.schemas.common import MAX_BIGINT
 from services.api.schemas.orders import OrderCreate, OrderPublic
 from services.core.shop import orders
 from services.core.shop.orders import OrderLine, StoredResponse
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], route_class=StrictJsonRoute)
 
 OrderId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 IdempotencyKeyHeader = Annotated[

@@ -9,12 +9,13 @@ from services.api.deps import ReadConnectionDep, SessionDep
 from services.api.pagination import Cursor, Limit, cursor_id, page
 from services.api.problems import problem_responses
 from services.api.rendering import JsonBody
+from services.api.request_body import StrictJsonRoute
 from services.api.schemas.common import MAX_BIGINT, Category, Page
 from services.api.schemas.products import ProductCreate, ProductPublic, ProductUpdate
 from services.core.cache import CachePolicy, cache_policy
 from services.core.shop import cache_tags, products
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = APIRouter(prefix="/products", tags=["products"], route_class=StrictJsonRoute)
 
 ProductId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
@@ -28,7 +29,7 @@ def _listed_products(page: Any) -> Iterator[str]:
     return (cache_tags.product(item["id"]) for item in page["items"])
 
 
-@router.get("", response_model=Page[ProductPublic], responses=problem_responses(400, 422))
+@router.get("", response_model=Page[ProductPublic], responses=problem_responses(422))
 @cache_policy(
     CachePolicy(
         ttl_s=60,

@@ -8,13 +8,14 @@ from services.api.deps import ReadConnectionDep, SessionDep
 from services.api.pagination import Cursor, Limit, cursor_id, page
 from services.api.problems import problem_responses
 from services.api.rendering import JsonBody
+from services.api.request_body import StrictJsonRoute
 from services.api.schemas.common import MAX_BIGINT, Page
 from services.api.schemas.orders import OrderPublic
 from services.api.schemas.users import UserCreate, UserPublic
 from services.core.cache import CachePolicy, cache_policy
 from services.core.shop import cache_tags, orders, users
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=StrictJsonRoute)
 
 UserId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
@@ -39,7 +40,7 @@ async def get_user(user_id: UserId, connection: ReadConnectionDep) -> Response:
 @router.get(
     "/{user_id}/orders",
     response_model=Page[OrderPublic],
-    responses=problem_responses(400, 404, 422),
+    responses=problem_responses(404, 422),
 )
 @cache_policy(
     CachePolicy(
