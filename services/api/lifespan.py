@@ -1,8 +1,9 @@
 """Build the process's resources after fork, dispose of them at shutdown.
 
 Each gunicorn worker runs this once: the database engine, the cache Redis client, the
-response cache; then the buffers' periodic flush, and a ``gc.freeze()`` of everything
-built so far. Shutdown undoes it in reverse order and flushes the buffers one last time.
+API-key ring, the response cache; then the buffers' periodic flush, and a
+``gc.freeze()`` of everything built so far. Shutdown undoes it in reverse order and
+flushes the buffers one last time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.routing import BaseRoute
 
 from services.api.cache.assembly import cache_redis_client, running_cache
 from services.api.resources import Resources
+from services.core.api_keys import KeyRing
 from services.core.db import create_engine, create_read_engine, create_session_factory
 from services.core.settings import Settings
 from services.core.telemetry.access_log import AccessLog
@@ -50,6 +52,12 @@ async def _flush_periodically(batch: MetricBatch, interval_s: float) -> None:
         batch.flush()
 
 
+async def _record_key_use_periodically(keys: KeyRing, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await keys.flush_last_used()
+
+
 def lifespan_for(
     settings: Settings,
     routes: Sequence[BaseRoute] = (),
@@ -72,7 +80,24 @@ def lifespan_for(
             redis = cache_redis_client(settings)
             stack.push_async_callback(redis.aclose)
 
-            cache = await stack.enter_async_context(running_cache(settings, redis, batch, routes))
+            auth = settings.auth
+            keys = KeyRing(
+                engine,
+                settings.api_key_secret,
+                ttl_s=auth.key_cache_ttl_s,
+                max_entries=auth.key_cache_max_entries,
+                unknown_ttl_s=auth.unknown_key_ttl_s,
+            )
+            # Unwound before the engine is disposed: the last uses are written.
+            stack.push_async_callback(keys.flush_last_used)
+            recorder = asyncio.create_task(
+                _record_key_use_periodically(keys, auth.last_used_flush_s), name="key-use"
+            )
+            stack.push_async_callback(_cancel, recorder)
+
+            cache = await stack.enter_async_context(
+                running_cache(settings, redis, batch, routes, copies=[keys])
+            )
 
             # The stack unwinds in reverse: at shutdown the flusher stops, the buffers are
             # flushed one last time, then the cache, Redis and the engine close.
@@ -95,6 +120,7 @@ def lifespan_for(
                     invalidator=cache.invalidator,
                     response_cache=cache.response_cache,
                     cache_metrics=cache.counters,
+                    api_keys=keys,
                     metric_batch=batch,
                 )
             }

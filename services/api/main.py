@@ -12,8 +12,10 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.api.access import SECURITY_SCHEMES
 from services.api.cache.middleware import ResponseCacheMiddleware
 from services.api.lifespan import lifespan_for
+from services.api.middleware.api_key import ApiKeyMiddleware
 from services.api.middleware.body_limit import BodySizeLimitMiddleware
 from services.api.middleware.head import HeadAsGetMiddleware
 from services.api.middleware.observe import RequestObservationMiddleware
@@ -46,11 +48,18 @@ class StampedeApi(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._outer(scope, receive, send)
 
+    def openapi(self) -> dict[str, Any]:
+        # Private routes name the scheme (services.api.routing); declare it once here.
+        schema = super().openapi()
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        return schema
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logging.config.dictConfig(logging_config(settings.log.level, settings.log.json_format))
     routers = [health.router, users.router, products.router, orders.router]
+    routes = [route for r in routers for route in r.routes]
     # This process's metric buffer and access log, flushed by the lifespan.
     batch = MetricBatch()
     access_log = None
@@ -62,11 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def outer(app: ASGIApp) -> ASGIApp:
         # Inside out: the cache (GETs only, before anything reads a body) wraps FastAPI's
-        # stack; HEAD is served as GET around it (from the same entries); oversized
+        # stack; API keys are checked in front of it (a cached private read still needs
+        # its key); HEAD is served as GET around both (from the same entries); oversized
         # requests are refused before anything else looks at them; request id, access
         # log and metrics wrap everything.
         if settings.cache.enabled:
             app = ResponseCacheMiddleware(app)
+        app = ApiKeyMiddleware(app, routes)
         app = HeadAsGetMiddleware(app)
         app = RequestLimitsMiddleware(
             app,
@@ -81,9 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=settings.api.title,
         version="0.1.0",
         # The response cache matches its routes before routing, in the router's order.
-        lifespan=lifespan_for(
-            settings, [route for r in routers for route in r.routes], batch, access_log
-        ),
+        lifespan=lifespan_for(settings, routes, batch, access_log),
         # FastAPI's native OpenTelemetry looks up the global providers on every request;
         # we export Prometheus metrics and no traces, so that is pure per-request cost.
         telemetry={"tracing": False, "metrics": False, "logs": False},

@@ -91,10 +91,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def error_response(exc: StampedeError, instance: str) -> ProblemResponse:
     """The problem for one of our errors; also for the middleware outside FastAPI."""
-    headers = None
-    if isinstance(exc, Unavailable):
-        headers = {"Retry-After": str(exc.retry_after_s)}
-    elif exc.status >= 500:
+    if exc.status >= 500 and not isinstance(exc, Unavailable):
         log.error("unhandled service error", exc_info=exc)
     return problem_response(
         exc.status,
@@ -102,7 +99,7 @@ def error_response(exc: StampedeError, instance: str) -> ProblemResponse:
         title=exc.title,
         detail=exc.detail,
         instance=instance,
-        headers=headers,
+        headers=exc.headers() or None,
         **exc.extensions,
     )
 

@@ -1,7 +1,11 @@
 """The error tree. Each error knows its HTTP status and RFC 9457 problem type.
 
     StampedeError                 500  unexpected; never raised for bad input
-    ├── BadRequest                400  the request is malformed (e.g. an invalid cursor)
+    ├── BadRequest                400  the request is malformed
+    ├── Unauthenticated           401  no API key where one is required; WWW-Authenticate
+    │   └── InvalidApiKey         (malformed, unknown, revoked or expired)
+    ├── Forbidden                 403  the key may not do this; WWW-Authenticate
+    │   └── InsufficientScope     (it lacks the route's scope)
     ├── NotFound                  404  a path resource does not exist
     ├── Conflict                  409  the request clashes with the current state
     │   ├── EmailTaken
@@ -41,11 +45,52 @@ class StampedeError(Exception):
     def type(self) -> str:
         return PROBLEM_BASE + self.slug
 
+    def headers(self) -> dict[str, str]:
+        """Response headers the error implies (``Retry-After``, ``WWW-Authenticate``)."""
+        return {}
+
 
 class BadRequest(StampedeError):
     status = 400
     slug = "bad-request"
     title = "Bad request"
+
+
+# RFC 6750 §3: every 401/403 names the scheme; the error codes tell a client whether a
+# new key (invalid_token) or a key with more scopes (insufficient_scope) would help.
+BEARER_REALM = 'Bearer realm="stampede"'
+
+
+class Unauthenticated(StampedeError):
+    status = 401
+    slug = "unauthenticated"
+    title = "An API key is required"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": BEARER_REALM}
+
+
+class InvalidApiKey(Unauthenticated):
+    slug = "invalid-api-key"
+    title = "The API key is not valid"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'{BEARER_REALM}, error="invalid_token"'}
+
+
+class Forbidden(StampedeError):
+    status = 403
+    slug = "forbidden"
+    title = "Not allowed"
+
+
+class InsufficientScope(Forbidden):
+    slug = "insufficient-scope"
+    title = "The API key lacks the scope this needs"
+
+    def headers(self) -> dict[str, str]:
+        scope = self.extensions.get("scope", "")
+        return {"WWW-Authenticate": f'{BEARER_REALM}, error="insufficient_scope", scope="{scope}"'}
 
 
 class NotFound(StampedeError):
@@ -116,6 +161,9 @@ class Unavailable(StampedeError):
     title = "Service unavailable"
     # Seconds a client should wait before retrying (the Retry-After header).
     retry_after_s: ClassVar[int] = 1
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class DatabaseUnavailable(Unavailable):

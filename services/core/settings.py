@@ -20,6 +20,8 @@ DEV_CACHE_REDIS_URL = "redis://127.0.0.1:26379/0"
 DEV_BROKER_URL = "redis://127.0.0.1:26380/0"
 DEV_SMTP_HOST = "127.0.0.1"
 DEV_SMTP_PORT = 25025
+# Only ever signs the local stack's keys; never a secret anywhere else.
+DEV_API_KEY_SECRET = "stampede-dev-only-api-key-secret-not-for-production"  # noqa: S105
 
 
 class DatabaseSettings(BaseModel):
@@ -258,6 +260,31 @@ class ApiSettings(BaseModel):
     title: str = Field("Stampede API", description="The OpenAPI document's title.")
 
 
+class AuthSettings(BaseModel):
+    """API keys (``services.core.api_keys``): what the api checks on every private route."""
+
+    hmac_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="The server key API keys are hashed with (HMAC-SHA256). Required by the "
+        "api and the key CLI outside the dev profile; changing it invalidates every key.",
+    )
+    # Revocation is broadcast over the cache Redis' invalidation channel (milliseconds);
+    # this bounds how long a process can miss one when the broadcast itself is lost.
+    key_cache_ttl_s: float = Field(
+        300.0, gt=0, description="How long a process trusts a key it looked up."
+    )
+    key_cache_max_entries: int = Field(10_000, ge=1, description="Keys remembered per process.")
+    # Unknown prefixes are remembered briefly, so a flood of made-up tokens costs no query
+    # each; creating a key broadcasts its prefix, so it is never refused for this long.
+    unknown_key_ttl_s: float = Field(
+        5.0, ge=0, description="How long an unknown key prefix is remembered."
+    )
+    last_used_flush_s: float = Field(
+        30.0, gt=0, description="Each process writes its keys' `last_used_at` this often."
+    )
+
+
 class ServerSettings(BaseModel):
     """gunicorn + uvicorn workers (read by ``services/api/gunicorn_conf.py``)."""
 
@@ -327,6 +354,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     cache: CacheSettings = CacheSettings()
     api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
@@ -347,8 +375,12 @@ class Settings(BaseSettings):
             redis = self.redis.model_copy(
                 update={"cache_url": self.redis.cache_url or SecretStr(DEV_CACHE_REDIS_URL)}
             )
+            auth = self.auth.model_copy(
+                update={"hmac_key": self.auth.hmac_key or SecretStr(DEV_API_KEY_SECRET)}
+            )
             object.__setattr__(self, "db", db)
             object.__setattr__(self, "redis", redis)
+            object.__setattr__(self, "auth", auth)
             self._apply_dev_worker_defaults()
         missing = [
             name
@@ -414,6 +446,13 @@ class Settings(BaseSettings):
     def cache_redis_url(self) -> str:
         assert self.redis.cache_url is not None
         return self.redis.cache_url.get_secret_value()
+
+    @property
+    def api_key_secret(self) -> bytes:
+        """Required by the api and the key CLI only: the worker never checks a key."""
+        if self.auth.hmac_key is None:
+            raise ValueError("STAMPEDE_AUTH__HMAC_KEY is required outside the dev profile")
+        return self.auth.hmac_key.get_secret_value().encode()
 
     # The api never talks to the broker or to SMTP, so these are required only by the
     # processes that do: the worker and the relay read them at start-up and fail fast.

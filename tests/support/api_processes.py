@@ -15,6 +15,7 @@ import httpx
 
 from devstack.servers import LOCALHOST, free_port, postgres_bin_dir, tail
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
+from tests.support.keys import TEST_KEY_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,6 +35,7 @@ def api_env(
         "STAMPEDE_DB__URL": pgbouncer.url,
         "STAMPEDE_DB__MIGRATION_URL": postgres.url,
         "STAMPEDE_REDIS__CACHE_URL": redis.url,
+        "STAMPEDE_AUTH__HMAC_KEY": TEST_KEY_SECRET,
         "STAMPEDE_LOG__LEVEL": "WARNING",
         "STAMPEDE_LOG__ACCESS_LOG": "false",
     }
