@@ -14,12 +14,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.access import SECURITY_SCHEMES
 from services.api.cache.middleware import ResponseCacheMiddleware
+from services.api.docs import install_docs
 from services.api.lifespan import lifespan_for
-from services.api.middleware.api_key import ApiKeyMiddleware
+from services.api.middleware.api_key import AccessTable, ApiKeyMiddleware
 from services.api.middleware.body_limit import BodySizeLimitMiddleware
 from services.api.middleware.head import HeadAsGetMiddleware
 from services.api.middleware.observe import RequestObservationMiddleware
 from services.api.middleware.request_limits import RequestLimitsMiddleware
+from services.api.middleware.security_headers import SecurityHeadersMiddleware
 from services.api.problems import install_problem_handlers, problem_responses
 from services.api.request_metrics import RequestMetrics
 from services.api.routes import health, orders, products, users
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logging.config.dictConfig(logging_config(settings.log.level, settings.log.json_format))
     routers = [health.router, users.router, products.router, orders.router]
     routes = [route for r in routers for route in r.routes]
+    access = AccessTable(routes)
     # This process's metric buffer and access log, flushed by the lifespan.
     batch = MetricBatch()
     access_log = None
@@ -73,11 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Inside out: the cache (GETs only, before anything reads a body) wraps FastAPI's
         # stack; API keys are checked in front of it (a cached private read still needs
         # its key); HEAD is served as GET around both (from the same entries); oversized
-        # requests are refused before anything else looks at them; request id, access
-        # log and metrics wrap everything.
+        # requests are refused before anything else looks at them, and every answer,
+        # refusals included, gets the security headers; request id, access log and
+        # metrics wrap everything.
         if settings.cache.enabled:
             app = ResponseCacheMiddleware(app)
-        app = ApiKeyMiddleware(app, routes)
+        app = ApiKeyMiddleware(app, access)
         app = HeadAsGetMiddleware(app)
         app = RequestLimitsMiddleware(
             app,
@@ -85,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_header_bytes=settings.api.max_header_bytes,
             max_headers=settings.api.max_headers,
         )
+        app = SecurityHeadersMiddleware(app, access)
         return RequestObservationMiddleware(app, access_log=access_log, metrics=request_metrics)
 
     app = StampedeApi(
@@ -96,10 +101,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI's native OpenTelemetry looks up the global providers on every request;
         # we export Prometheus metrics and no traces, so that is pure per-request cost.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Swagger UI and ReDoc from packaged assets (services.api.docs), not a CDN.
+        docs_url=None,
+        redoc_url=None,
         # Every route refuses oversized requests and can fail unexpectedly.
         responses=problem_responses(414, 431, 500),
     )
     install_problem_handlers(app)
+    install_docs(app)
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)

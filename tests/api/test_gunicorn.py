@@ -54,7 +54,8 @@ async def test_workers_logs_and_graceful_shutdown(
                 "/products", json={"name": "Lamp", "category": "cat1", "price_cents": 1, "stock": 1}
             )
         ).json()
-        await client.get("/users/1", headers={"X-Request-ID": "trace-me"})
+        answer = await client.get("/users/1", headers={"X-Request-ID": "trace-me"})
+        assert "server" not in answer.headers  # no software version for scanners
         await asyncio.gather(*(client.get("/livez") for _ in range(50)))
 
         # One exposition for all workers, on its own port, never on the public one.

@@ -60,9 +60,9 @@ def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, access: AccessTable) -> None:
         self.app = app
-        self.table = AccessTable(routes)
+        self.table = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
