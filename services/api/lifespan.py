@@ -22,7 +22,9 @@ from starlette.routing import BaseRoute
 from services.api.cache.assembly import cache_redis_client, running_cache
 from services.api.resources import Resources
 from services.core.api_keys import KeyRing
+from services.core.cache.breaker import CircuitBreaker
 from services.core.db import create_engine, create_read_engine, create_session_factory
+from services.core.rate_limit import RateLimiter
 from services.core.settings import Settings
 from services.core.telemetry.access_log import AccessLog
 from services.core.telemetry.metric_batch import MetricBatch
@@ -95,6 +97,22 @@ def lifespan_for(
             )
             stack.push_async_callback(_cancel, recorder)
 
+            limits = settings.rate_limit
+            limiter = RateLimiter(
+                redis,
+                namespace=settings.cache.namespace,
+                batch=limits.batch,
+                allowance_ttl_s=limits.allowance_ttl_s,
+                op_timeout_s=limits.op_timeout_s,
+                # Its own breaker: a slow limiter must not switch the cache off, nor
+                # the other way round.
+                breaker=CircuitBreaker(
+                    failures=settings.cache.breaker_failures,
+                    reset_s=settings.cache.breaker_reset_s,
+                ),
+                metrics=batch,
+            )
+
             cache = await stack.enter_async_context(
                 running_cache(settings, redis, batch, routes, copies=[keys])
             )
@@ -121,6 +139,7 @@ def lifespan_for(
                     response_cache=cache.response_cache,
                     cache_metrics=cache.counters,
                     api_keys=keys,
+                    rate_limiter=limiter,
                     metric_batch=batch,
                 )
             }

@@ -20,11 +20,13 @@ from services.api.middleware.api_key import AccessTable, ApiKeyMiddleware
 from services.api.middleware.body_limit import BodySizeLimitMiddleware
 from services.api.middleware.head import HeadAsGetMiddleware
 from services.api.middleware.observe import RequestObservationMiddleware
+from services.api.middleware.rate_limit import LimitedRoutes, RateLimitMiddleware
 from services.api.middleware.request_limits import RequestLimitsMiddleware
 from services.api.middleware.security_headers import SecurityHeadersMiddleware
 from services.api.problems import install_problem_handlers, problem_responses
 from services.api.request_metrics import RequestMetrics
 from services.api.routes import health, orders, products, users
+from services.core.rate_limit import Policy
 from services.core.settings import Settings
 from services.core.telemetry.access_log import AccessLog
 from services.core.telemetry.logs import ACCESS_LOGGER, logging_config
@@ -63,6 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = [health.router, users.router, products.router, orders.router]
     routes = [route for r in routers for route in r.routes]
     access = AccessTable(routes)
+    # Health checks (the kubelet's) and the docs are never limited.
+    limited = LimitedRoutes(
+        [route for r in routers if r is not health.router for route in r.routes]
+    )
+    limits = settings.rate_limit
     # This process's metric buffer and access log, flushed by the lifespan.
     batch = MetricBatch()
     access_log = None
@@ -74,13 +81,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def outer(app: ASGIApp) -> ASGIApp:
         # Inside out: the cache (GETs only, before anything reads a body) wraps FastAPI's
-        # stack; API keys are checked in front of it (a cached private read still needs
-        # its key); HEAD is served as GET around both (from the same entries); oversized
-        # requests are refused before anything else looks at them, and every answer,
-        # refusals included, gets the security headers; request id, access log and
-        # metrics wrap everything.
+        # stack; the rate limit and, before it, the API key are checked in front of it (a
+        # cached hit is still a request, a cached private read still needs its key);
+        # HEAD is served as GET around them (from the same entries); oversized requests
+        # are refused before anything else looks at them, and every answer, refusals
+        # included, gets the security headers; request id, access log and metrics wrap
+        # everything.
         if settings.cache.enabled:
             app = ResponseCacheMiddleware(app)
+        if limits.enabled:
+            app = RateLimitMiddleware(
+                app,
+                limited=limited,
+                per_key=Policy("key", limits.key_rate_per_s, limits.key_burst),
+                per_ip=Policy("ip", limits.anonymous_rate_per_s, limits.anonymous_burst),
+                trusted_hops=limits.trusted_proxy_hops,
+            )
         app = ApiKeyMiddleware(app, access)
         app = HeadAsGetMiddleware(app)
         app = RequestLimitsMiddleware(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.api.cache.assembly import ApiCache
 from services.core.api_keys import KeyRing
 from services.core.cache import CacheCounters, TagInvalidator
+from services.core.rate_limit import RateLimiter
 from services.core.settings import Settings
 from services.core.telemetry.metric_batch import MetricBatch
 
@@ -29,5 +30,7 @@ class Resources:
     cache_metrics: CacheCounters
     # This process's cache of API keys (services.core.api_keys).
     api_keys: KeyRing
+    # This process's share of the rate limits (services.core.rate_limit).
+    rate_limiter: RateLimiter
     # This process's metric buffer (tests flush it before reading the registry).
     metric_batch: MetricBatch

@@ -13,6 +13,7 @@
     ├── PayloadTooLarge           413  the body exceeds the configured limit
     ├── UriTooLong                414  the request target exceeds the configured limit
     ├── UnsupportedMediaType      415  a body that is not JSON (or not UTF-8)
+    ├── TooManyRequests           429  over a rate limit; answered with Retry-After
     ├── HeadersTooLarge           431  too many header bytes, or too many headers
     ├── Unprocessable             422  well-formed but semantically wrong
     │   ├── UnknownReference      (the body names a user/product that does not exist)
@@ -26,6 +27,7 @@ framework error, as ``application/problem+json`` in one place.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 PROBLEM_BASE = "https://stampede.dev/problems/"
@@ -131,6 +133,20 @@ class UnsupportedMediaType(StampedeError):
     status = 415
     slug = "unsupported-media-type"
     title = "The body must be JSON"
+
+
+class TooManyRequests(StampedeError):
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: float, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        # Whole seconds, rounded up: retrying at the advertised time must succeed.
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
 class HeadersTooLarge(StampedeError):

@@ -285,6 +285,33 @@ class AuthSettings(BaseModel):
     )
 
 
+class RateLimitSettings(BaseModel):
+    """Request rate limits, shared by every process and pod through the cache Redis
+    (``services.core.rate_limit``). Health checks and the docs are never limited."""
+
+    enabled: bool = Field(True, description="`false`: no limiter (bench baseline).")
+    key_rate_per_s: float = Field(50.0, gt=0, description="Per API key, sustained.")
+    key_burst: int = Field(200, ge=1, description="Per API key, at once.")
+    anonymous_rate_per_s: float = Field(
+        20.0, gt=0, description="Per client IP, for requests without a key, sustained."
+    )
+    anonymous_burst: int = Field(100, ge=1, description="Per client IP, at once.")
+    # Each process takes up to this many requests from Redis at once and spends them
+    # locally: a Redis call per batch, not per request (at most a tenth of the burst).
+    batch: int = Field(10, ge=1, le=1000, description="Requests a process takes at once.")
+    allowance_ttl_s: float = Field(
+        1.0, gt=0, le=60, description="Unspent requests of a batch lapse after this."
+    )
+    op_timeout_s: float = Field(
+        0.05, gt=0, le=5, description="Budget of a Redis call; then limit locally."
+    )
+    # X-Forwarded-For is the client's to write: only the entries our own proxies appended
+    # can be believed. 0: the TCP peer is the client.
+    trusted_proxy_hops: int = Field(
+        0, ge=0, le=10, description="Proxies in front of the api that append X-Forwarded-For."
+    )
+
+
 class ServerSettings(BaseModel):
     """gunicorn + uvicorn workers (read by ``services/api/gunicorn_conf.py``)."""
 
@@ -355,6 +382,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()

@@ -36,7 +36,7 @@ async def test_openapi_documents_models_and_problems(client: httpx.AsyncClient) 
 # reference): rendering bytes directly must not change what clients are promised.
 # Changed since only on purpose: strict input added 414/431 to every operation and made
 # the cursor a pattern (a bad one is a 422, so the lists' 400 is gone); API keys added
-# 401/403 to the private reads.
+# 401/403 to the private reads; rate limits added 429 to every resource route.
 LEAN_READS = [
     ("/users/{user_id}", "get"),
     ("/users/{user_id}/orders", "get"),

@@ -25,6 +25,7 @@ from services.api.resources import Resources
 from services.core.settings import Settings
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
 from tests.support.keys import TEST_KEY_SECRET, bearer, make_key
+from tests.support.limits import UNLIMITED
 
 
 def make_settings(
@@ -39,6 +40,7 @@ def make_settings(
         # reload or a flush inside a test that counts SQL statements would be counted.
         # The tests of those two set their own.
         auth={"hmac_key": TEST_KEY_SECRET, "key_cache_ttl_s": 86400, "last_used_flush_s": 3600},
+        rate_limit=UNLIMITED,
     )
 
 

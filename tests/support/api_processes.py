@@ -16,6 +16,7 @@ import httpx
 from devstack.servers import LOCALHOST, free_port, postgres_bin_dir, tail
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
 from tests.support.keys import TEST_KEY_SECRET
+from tests.support.limits import UNLIMITED_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,6 +37,7 @@ def api_env(
         "STAMPEDE_DB__MIGRATION_URL": postgres.url,
         "STAMPEDE_REDIS__CACHE_URL": redis.url,
         "STAMPEDE_AUTH__HMAC_KEY": TEST_KEY_SECRET,
+        **UNLIMITED_ENV,
         "STAMPEDE_LOG__LEVEL": "WARNING",
         "STAMPEDE_LOG__ACCESS_LOG": "false",
     }

@@ -69,17 +69,23 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         needed = self.table.scope_for(scope["method"], scope["path"])
-        if needed is None:
+        # A public route needs no key, but one that is sent is checked: a bad key is an
+        # error anywhere, and a good one makes the request count against its own rate
+        # limit rather than its address's.
+        if needed is None and bearer_token(scope["headers"]) is None:
             await self.app(scope, receive, send)
             return
         try:
             scope[PRINCIPAL_KEY] = await self._principal(scope, needed)
         except StampedeError as error:
-            await error_response(error, scope["path"])(scope, receive, send)
-            return
+            # A public route answers without the database (cached reads, health): it
+            # goes on unauthenticated rather than failing for a key it did not need.
+            if not (needed is None and isinstance(error, DatabaseUnavailable)):
+                await error_response(error, scope["path"])(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
-    async def _principal(self, scope: Scope, needed: str) -> Principal:
+    async def _principal(self, scope: Scope, needed: str | None) -> Principal:
         token = bearer_token(scope["headers"])
         if not token:
             raise Unauthenticated("Send an API key as `Authorization: Bearer <key>`.")
@@ -90,5 +96,6 @@ class ApiKeyMiddleware:
             if not is_outage(error):
                 raise
             raise DatabaseUnavailable("API keys cannot be checked right now; retry.") from None
-        ring.authorize(principal, needed)
+        if needed is not None:
+            ring.authorize(principal, needed)
         return principal
