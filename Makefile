@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 DRILL_ARGS ?=
 SEED_ARGS ?=
 
-.PHONY: help deps up down status test lint fmt typecheck migrate seed bench drill tools dashboards \
+.PHONY: help deps up down status test fuzz lint fmt typecheck migrate seed bench drill tools dashboards \
 	docs chart-test image-test kind-up kind-down e2e
 
 ##@ The two commands
@@ -21,6 +21,9 @@ up: deps ## Start the local stack in .stack/ (migrate, seed, print the URLs)
 
 test: deps tools ## Run the whole suite against real servers (PYTEST_ARGS='-k foo -x')
 	uv run pytest $(PYTEST_ARGS)
+
+fuzz: deps ## schemathesis against a real api process, 1,000 examples per operation
+	STAMPEDE_FUZZ_MAX_EXAMPLES=1000 uv run pytest tests/fuzz $(PYTEST_ARGS)
 
 ##@ The local stack
 

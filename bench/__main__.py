@@ -5,6 +5,8 @@ same worker count), one at a time, each warmed up first:
 
 * cached: the api, on the local stack's Postgres, PgBouncer and cache Redis (``make up``),
   ``GET /products?category=cat3``;
+* cached, no limiter: the same with ``STAMPEDE_RATE_LIMIT__ENABLED=false``: what the
+  rate limiter (on in every other api row, admitting everything) costs a cached hit;
 * uncached: the same route on an api instance with ``STAMPEDE_CACHE__ENABLED=false``;
 * same bytes: a bare ASGI app sending the cached response's exact status, headers and
   body, captured from the cached run — the ceiling for any cache answering in Python;
@@ -195,6 +197,12 @@ def main() -> int:
     same_bytes = {"STAMPEDE_BENCH_RESPONSE": str(captured)}
     scenarios = [
         ("cached", API_COMMAND[-1:], HOT_PATH, {}),
+        (
+            "cached, no limiter",
+            API_COMMAND[-1:],
+            HOT_PATH,
+            {"STAMPEDE_RATE_LIMIT__ENABLED": "false"},
+        ),
         ("uncached", API_COMMAND[-1:], HOT_PATH, {"STAMPEDE_CACHE__ENABLED": "false"}),
         ("same bytes", ["bench.floors.same_bytes:app"], "/", same_bytes),
         ("fastapi hello", ["bench.floors.fastapi_hello:app"], "/", {}),
@@ -226,6 +234,10 @@ def main() -> int:
     checks = {
         "cached ≥ 2x FastAPI hello": cached.rps >= 2 * hello,
         "cached ≥ 0.5x bare ASGI": cached.rps >= 0.5 * bare,
+        # Issue #14: the limiter must not eat the cache's gains.
+        "cached with the limiter ≥ 0.85x without": (
+            cached.rps >= 0.85 * by_name["cached, no limiter"].rps
+        ),
         f"cached p99 < 20 ms at {args.connections} connections": cached.p99_ms < 20,
     }
     print()

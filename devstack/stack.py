@@ -8,6 +8,7 @@ every server without configuration.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import subprocess
@@ -17,6 +18,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+import asyncpg
 
 from devstack.host import untraversable_ancestors
 from devstack.mailsink import MailSink
@@ -39,6 +42,9 @@ from devstack.servers import (
     unprivileged_user,
 )
 from devstack.supervision import VENV_BIN, Program, Supervisor
+from services.api import keys
+from services.core.api_keys import ALL_SCOPES, token_prefix
+from services.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_DIR = REPO / ".stack"
@@ -98,6 +104,12 @@ API_COMMAND = [
 ]
 API_ENV = {
     **DEV_ENV,
+    # The bench and the drill send thousands of requests a second from one address with
+    # one key: the limiter runs (its cost is in the bench) but admits them.
+    "STAMPEDE_RATE_LIMIT__KEY_RATE_PER_S": "1000000",
+    "STAMPEDE_RATE_LIMIT__KEY_BURST": "1000000",
+    "STAMPEDE_RATE_LIMIT__ANONYMOUS_RATE_PER_S": "1000000",
+    "STAMPEDE_RATE_LIMIT__ANONYMOUS_BURST": "1000000",
     "STAMPEDE_SERVER__BIND": f"{LOCALHOST}:{API_PORT}",
     "STAMPEDE_SERVER__WORKERS": "2",
     "STAMPEDE_METRICS__BIND": f"{LOCALHOST}:{API_METRICS_PORT}",
@@ -126,6 +138,8 @@ RELAY_ENV = {
 WORKER_PROGRAMS = ("worker", "relay")
 MIGRATE_COMMAND = [sys.executable, "-m", "services.migrations", "upgrade"]
 SEED_COMMAND = [sys.executable, "-m", "devstack.seed", "--if-empty"]
+# The all-scopes key `make up` creates once, for curl, scripts, the bench and the drill.
+DEV_API_KEY_FILE = STACK_DIR / "dev-api-key"
 
 
 class StackError(RuntimeError):
@@ -263,13 +277,64 @@ def up() -> None:
     postgres().bootstrap(APP_USER, APP_PASSWORD, APP_DB)
     _run_step("migrations", MIGRATE_COMMAND)
     _run_step("seed", SEED_COMMAND)
+    api_key, created = ensure_dev_api_key(DEV_API_KEY_FILE, _dev_key_is_active, _create_dev_key)
+    if created:
+        print(f"Created the development API key (all scopes): {DEV_API_KEY_FILE}")
     supervisor.ensure_started("api")
     for name in WORKER_PROGRAMS:
         supervisor.ensure_started(name)
     _wait_for("api", _api_ready, timeout=90)
     for name in WORKER_PROGRAMS:
         _wait_for(name, functools.partial(_running, name), timeout=60)
-    _print_urls()
+    _print_urls(api_key)
+
+
+def ensure_dev_api_key(
+    path: Path, is_active: Callable[[str], bool], create: Callable[[], str]
+) -> tuple[str, bool]:
+    """The development key in ``path``, created (and written, owner-only) when there is
+    none or the stack's database no longer knows it. Returns (token, created)."""
+    if path.exists():
+        token = path.read_text().strip()
+        if token and is_active(token):
+            return token, False
+    token = create()
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(token + "\n")
+    return token, True
+
+
+def read_dev_api_key() -> str:
+    """The key `make up` wrote, for the tools that call the stack's private routes."""
+    if not DEV_API_KEY_FILE.exists():
+        raise StackError(f"no {DEV_API_KEY_FILE}: run `make up` first")
+    return DEV_API_KEY_FILE.read_text().strip()
+
+
+def _dev_key_is_active(token: str) -> bool:
+    prefix = token_prefix(token)
+    if prefix is None:
+        return False
+
+    async def active() -> bool:
+        connection = await asyncpg.connect(postgres_dsn(POSTGRES_PORT))
+        try:
+            found = await connection.fetchval(
+                "SELECT count(*) FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL"
+                " AND (expires_at IS NULL OR expires_at > now())",
+                prefix,
+            )
+        finally:
+            await connection.close()
+        return bool(found)
+
+    return asyncio.run(active())
+
+
+def _create_dev_key() -> str:
+    settings = Settings(profile="dev")
+    return asyncio.run(keys.create(settings, name="make up (development)", scopes=ALL_SCOPES))
 
 
 def _let_servers_reach_the_stack() -> None:
@@ -339,10 +404,11 @@ def _wait_for(what: str, ready: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.2)
 
 
-def _print_urls() -> None:
+def _print_urls(api_key: str) -> None:
     rows = [
         ("API", API_URL),
         ("API docs", f"{API_URL}/docs"),
+        ("API key", f"{api_key}  (all scopes; also in {DEV_API_KEY_FILE})"),
         ("Postgres", f"{postgres_dsn(POSTGRES_PORT)}  (direct: migrations, psql)"),
         ("PgBouncer", f"{postgres_dsn(PGBOUNCER_PORT)}  (transaction pooling: the API)"),
         ("Redis cache", CACHE_REDIS_URL),

@@ -79,7 +79,10 @@ e2e() {
     local grafana_pid=$!
     trap 'kill $api_pid $prom_pid $grafana_pid 2>/dev/null || true' EXIT
     sleep 3
-    STAMPEDE_CONTRACT_BASE_URL=http://127.0.0.1:18000 \
+    local api_key
+    api_key=$(kubectl --context "$CONTEXT" -n "$NAMESPACE" exec deploy/stampede-api -c api -- \
+        python -m services.api.keys create --name e2e --scope admin --expires-in-days 1)
+    STAMPEDE_CONTRACT_BASE_URL=http://127.0.0.1:18000 STAMPEDE_CONTRACT_API_KEY="$api_key" \
     STAMPEDE_E2E_CONTEXT="$CONTEXT" STAMPEDE_E2E_NAMESPACE="$NAMESPACE" \
     STAMPEDE_E2E_PROMETHEUS_URL=http://127.0.0.1:19090 \
     STAMPEDE_E2E_GRAFANA_URL=http://127.0.0.1:13000 \

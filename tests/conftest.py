@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack.pgbouncer_builds import DEBIAN_12_PGBOUNCER
 from devstack.servers import (
@@ -28,6 +29,7 @@ from tests.support.endpoints import (
     RedisEndpoint,
     pgbouncer_in_front_of,
 )
+from tests.support.keys import make_key
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +100,17 @@ def migrated_postgres(postgres_server: DatabaseEndpoint) -> DatabaseEndpoint:
     """The test database with every migration applied."""
     runner.upgrade(postgres_server.url)
     return postgres_server
+
+
+@pytest.fixture(scope="session")
+async def api_token(migrated_postgres: DatabaseEndpoint) -> str:
+    """An all-scopes API key, for tests that talk to api processes over HTTP (they run
+    with the tests' key secret, ``tests.support.keys``)."""
+    engine = create_async_engine(migrated_postgres.url)
+    try:
+        return await make_key(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ REPORT = stack.STACK_DIR / "drill-report.md"
 async def _one(
     scenario: Scenario, hold_s: float, args: argparse.Namespace, controls: Controls, seed: int
 ) -> tuple[traffic.Traffic, Window, float]:
-    record = traffic.Traffic()
+    record = traffic.Traffic(api_key=stack.read_dev_api_key())
     stop = asyncio.Event()
     began = time.monotonic()
     load = asyncio.create_task(

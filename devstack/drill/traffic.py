@@ -74,6 +74,8 @@ class Traffic:
 
     outcomes: list[Outcome] = field(default_factory=list)
     order_keys: list[str] = field(default_factory=list)
+    # The stack's development key: user reads and orders are private routes.
+    api_key: str = ""
 
     def between(self, start: float, end: float) -> Iterable[Outcome]:
         return (o for o in self.outcomes if start <= o.started < end)
@@ -167,8 +169,9 @@ def _request_for(
 ) -> tuple[str, str, list[tuple[str, str]], bytes]:
     if kind is Kind.CACHED_LIST:
         return "GET", f"/products?category=cat{rng.randrange(mix.categories)}", [], b""
+    auth = ("Authorization", f"Bearer {traffic.api_key}")
     if kind is Kind.USER:
-        return "GET", f"/users/{rng.randint(1, mix.users)}", [], b""
+        return "GET", f"/users/{rng.randint(1, mix.users)}", [auth], b""
     key = f"drill-{uuid.uuid4().hex}"
     traffic.order_keys.append(key)
     products = rng.sample(range(1, mix.hot_products + 1), 2)
@@ -178,7 +181,7 @@ def _request_for(
             "items": [{"product_id": p, "quantity": 1} for p in products],
         }
     ).encode()
-    headers = [("Content-Type", "application/json"), ("Idempotency-Key", key)]
+    headers = [("Content-Type", "application/json"), ("Idempotency-Key", key), auth]
     return "POST", "/orders", headers, body
 
 

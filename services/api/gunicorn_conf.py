@@ -29,7 +29,7 @@ if _settings.metrics.enabled:
 
 bind = [_settings.server.bind]
 workers = _settings.server.workers
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "services.api.uvicorn_worker.StampedeWorker"
 max_requests = _settings.server.max_requests
 max_requests_jitter = _settings.server.max_requests_jitter
 keepalive = _settings.server.keepalive_s

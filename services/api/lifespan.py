@@ -1,8 +1,9 @@
 """Build the process's resources after fork, dispose of them at shutdown.
 
 Each gunicorn worker runs this once: the database engine, the cache Redis client, the
-response cache; then the buffers' periodic flush, and a ``gc.freeze()`` of everything
-built so far. Shutdown undoes it in reverse order and flushes the buffers one last time.
+API-key ring, the response cache; then the buffers' periodic flush, and a
+``gc.freeze()`` of everything built so far. Shutdown undoes it in reverse order and
+flushes the buffers one last time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from starlette.routing import BaseRoute
 
 from services.api.cache.assembly import cache_redis_client, running_cache
 from services.api.resources import Resources
+from services.core.api_keys import KeyRing
+from services.core.cache.breaker import CircuitBreaker
 from services.core.db import create_engine, create_read_engine, create_session_factory
+from services.core.rate_limit import RateLimiter
 from services.core.settings import Settings
 from services.core.telemetry.access_log import AccessLog
 from services.core.telemetry.metric_batch import MetricBatch
@@ -50,6 +54,12 @@ async def _flush_periodically(batch: MetricBatch, interval_s: float) -> None:
         batch.flush()
 
 
+async def _record_key_use_periodically(keys: KeyRing, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await keys.flush_last_used()
+
+
 def lifespan_for(
     settings: Settings,
     routes: Sequence[BaseRoute] = (),
@@ -72,7 +82,40 @@ def lifespan_for(
             redis = cache_redis_client(settings)
             stack.push_async_callback(redis.aclose)
 
-            cache = await stack.enter_async_context(running_cache(settings, redis, batch, routes))
+            auth = settings.auth
+            keys = KeyRing(
+                engine,
+                settings.api_key_secret,
+                ttl_s=auth.key_cache_ttl_s,
+                max_entries=auth.key_cache_max_entries,
+                unknown_ttl_s=auth.unknown_key_ttl_s,
+            )
+            # Unwound before the engine is disposed: the last uses are written.
+            stack.push_async_callback(keys.flush_last_used)
+            recorder = asyncio.create_task(
+                _record_key_use_periodically(keys, auth.last_used_flush_s), name="key-use"
+            )
+            stack.push_async_callback(_cancel, recorder)
+
+            limits = settings.rate_limit
+            limiter = RateLimiter(
+                redis,
+                namespace=settings.cache.namespace,
+                batch=limits.batch,
+                allowance_ttl_s=limits.allowance_ttl_s,
+                op_timeout_s=limits.op_timeout_s,
+                # Its own breaker: a slow limiter must not switch the cache off, nor
+                # the other way round.
+                breaker=CircuitBreaker(
+                    failures=settings.cache.breaker_failures,
+                    reset_s=settings.cache.breaker_reset_s,
+                ),
+                metrics=batch,
+            )
+
+            cache = await stack.enter_async_context(
+                running_cache(settings, redis, batch, routes, copies=[keys])
+            )
 
             # The stack unwinds in reverse: at shutdown the flusher stops, the buffers are
             # flushed one last time, then the cache, Redis and the engine close.
@@ -95,6 +138,8 @@ def lifespan_for(
                     invalidator=cache.invalidator,
                     response_cache=cache.response_cache,
                     cache_metrics=cache.counters,
+                    api_keys=keys,
+                    rate_limiter=limiter,
                     metric_batch=batch,
                 )
             }

@@ -9,6 +9,7 @@ unexpected (500, logged with its traceback, no internals in the body).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -19,6 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from services.core.db import CONNECTION_ERRORS, is_outage
 from services.core.errors import PROBLEM_BASE, DatabaseUnavailable, StampedeError, Unavailable
@@ -86,11 +89,9 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _render(exc: StampedeError, instance: str) -> ProblemResponse:
-    headers = None
-    if isinstance(exc, Unavailable):
-        headers = {"Retry-After": str(exc.retry_after_s)}
-    elif exc.status >= 500:
+def error_response(exc: StampedeError, instance: str) -> ProblemResponse:
+    """The problem for one of our errors; also for the middleware outside FastAPI."""
+    if exc.status >= 500 and not isinstance(exc, Unavailable):
         log.error("unhandled service error", exc_info=exc)
     return problem_response(
         exc.status,
@@ -98,14 +99,14 @@ def _render(exc: StampedeError, instance: str) -> ProblemResponse:
         title=exc.title,
         detail=exc.detail,
         instance=instance,
-        headers=headers,
+        headers=exc.headers() or None,
         **exc.extensions,
     )
 
 
 async def _stampede_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StampedeError)
-    return _render(exc, request.url.path)
+    return error_response(exc, request.url.path)
 
 
 async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -116,13 +117,13 @@ async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
         raise exc  # a bug or bad data: on to the catch-all (500, logged once outside)
     log.warning("database unreachable: %s: %s", type(exc).__name__, exc)
     unavailable = DatabaseUnavailable("The database cannot be reached right now; retry.")
-    return _render(unavailable, request.url.path)
+    return error_response(unavailable, request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error["type"]}
+        {"loc": list(error.get("loc", ())), "msg": _message(error), "type": error["type"]}
         for error in exc.errors()
     ]
     return problem_response(
@@ -135,17 +136,46 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
     )
 
 
+def _message(error: Mapping[str, Any]) -> str:
+    # FastAPI reports every JSON syntax error as "JSON decode error"; say which.
+    reason = (error.get("ctx") or {}).get("error") if error["type"] == "json_invalid" else None
+    return f"JSON decode error: {reason}" if reason else str(error.get("msg", ""))
+
+
+# The methods a 405's ``Allow`` may name; probing each is cheap next to a 405's rarity.
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route serves at the request's path (Starlette's 405 names only
+    the first route's), with HEAD wherever GET is (``services.api.middleware.head``).
+
+    Routes are asked through ``matches``, the public interface that FastAPI's included
+    routers implement too."""
+    methods = {
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in routes)
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, HTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
     return problem_response(
         exc.status_code,
         type_="about:blank",
         title=phrase,
         detail=detail,
         instance=request.url.path,
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
 
 

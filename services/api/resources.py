@@ -8,7 +8,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.cache.assembly import ApiCache
+from services.core.api_keys import KeyRing
 from services.core.cache import CacheCounters, TagInvalidator
+from services.core.rate_limit import RateLimiter
 from services.core.settings import Settings
 from services.core.telemetry.metric_batch import MetricBatch
 
@@ -26,5 +28,9 @@ class Resources:
     # None when ``cache.enabled`` is off.
     response_cache: ApiCache | None
     cache_metrics: CacheCounters
+    # This process's cache of API keys (services.core.api_keys).
+    api_keys: KeyRing
+    # This process's share of the rate limits (services.core.rate_limit).
+    rate_limiter: RateLimiter
     # This process's metric buffer (tests flush it before reading the registry).
     metric_batch: MetricBatch

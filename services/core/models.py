@@ -1,5 +1,5 @@
-"""The shop's tables: users, products, orders with their items, idempotency keys; and the
-worker's: the outbox and the email delivery claims.
+"""The shop's tables: users, products, orders with their items, idempotency keys; the
+worker's: the outbox and the email delivery claims; and the api's keys.
 
 Relationships are ``lazy="raise"``: a forgotten eager load is a loud error in tests, not
 an N+1 query storm in production. Load collections with ``selectinload``.
@@ -11,6 +11,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     CheckConstraint,
     DateTime,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -209,3 +211,22 @@ class EmailDelivery(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKey(Base):
+    """An API key. The token itself is never stored: only its public ``prefix`` (the
+    lookup) and an HMAC-SHA256 of the whole token under the server's secret, so a copy
+    of this table does not let anyone call the API (``services.core.api_keys``)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Written in batches by each api process, at most every ``auth.last_used_flush_s``.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -20,6 +20,8 @@ DEV_CACHE_REDIS_URL = "redis://127.0.0.1:26379/0"
 DEV_BROKER_URL = "redis://127.0.0.1:26380/0"
 DEV_SMTP_HOST = "127.0.0.1"
 DEV_SMTP_PORT = 25025
+# Only ever signs the local stack's keys; never a secret anywhere else.
+DEV_API_KEY_SECRET = "stampede-dev-only-api-key-secret-not-for-production"  # noqa: S105
 
 
 class DatabaseSettings(BaseModel):
@@ -249,8 +251,70 @@ class ApiSettings(BaseModel):
     """The api process: request limits and its readiness check."""
 
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger bodies get 413.")
+    # Browsers and CDNs cap URLs near 8 KiB; ours are a path and three query parameters.
+    max_target_bytes: int = Field(
+        8 * 1024, ge=256, description="Longer request targets (path and query) get 414."
+    )
+    # nginx's default buffers allow 4 x 8 KiB of header lines; a bearer key and the usual
+    # proxy headers take well under 2 KiB.
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="Header sections larger than this get 431."
+    )
+    max_headers: int = Field(100, ge=16, description="More header fields than this get 431.")
     readiness_timeout_s: float = Field(1.0, gt=0, description="Per check in `/readyz`.")
     title: str = Field("Stampede API", description="The OpenAPI document's title.")
+
+
+class AuthSettings(BaseModel):
+    """API keys (``services.core.api_keys``): what the api checks on every private route."""
+
+    hmac_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="The server key API keys are hashed with (HMAC-SHA256). Required by the "
+        "api and the key CLI outside the dev profile; changing it invalidates every key.",
+    )
+    # Revocation is broadcast over the cache Redis' invalidation channel (milliseconds);
+    # this bounds how long a process can miss one when the broadcast itself is lost.
+    key_cache_ttl_s: float = Field(
+        300.0, gt=0, description="How long a process trusts a key it looked up."
+    )
+    key_cache_max_entries: int = Field(10_000, ge=1, description="Keys remembered per process.")
+    # Unknown prefixes are remembered briefly, so a flood of made-up tokens costs no query
+    # each; creating a key broadcasts its prefix, so it is never refused for this long.
+    unknown_key_ttl_s: float = Field(
+        5.0, ge=0, description="How long an unknown key prefix is remembered."
+    )
+    last_used_flush_s: float = Field(
+        30.0, gt=0, description="Each process writes its keys' `last_used_at` this often."
+    )
+
+
+class RateLimitSettings(BaseModel):
+    """Request rate limits, shared by every process and pod through the cache Redis
+    (``services.core.rate_limit``). Health checks and the docs are never limited."""
+
+    enabled: bool = Field(True, description="`false`: no limiter (bench baseline).")
+    key_rate_per_s: float = Field(50.0, gt=0, description="Per API key, sustained.")
+    key_burst: int = Field(200, ge=1, description="Per API key, at once.")
+    anonymous_rate_per_s: float = Field(
+        20.0, gt=0, description="Per client IP, for requests without a key, sustained."
+    )
+    anonymous_burst: int = Field(100, ge=1, description="Per client IP, at once.")
+    # Each process takes up to this many requests from Redis at once and spends them
+    # locally: a Redis call per batch, not per request (at most a tenth of the burst).
+    batch: int = Field(10, ge=1, le=1000, description="Requests a process takes at once.")
+    allowance_ttl_s: float = Field(
+        1.0, gt=0, le=60, description="Unspent requests of a batch lapse after this."
+    )
+    op_timeout_s: float = Field(
+        0.05, gt=0, le=5, description="Budget of a Redis call; then limit locally."
+    )
+    # X-Forwarded-For is the client's to write: only the entries our own proxies appended
+    # can be believed. 0: the TCP peer is the client.
+    trusted_proxy_hops: int = Field(
+        0, ge=0, le=10, description="Proxies in front of the api that append X-Forwarded-For."
+    )
 
 
 class ServerSettings(BaseModel):
@@ -322,6 +386,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     cache: CacheSettings = CacheSettings()
     api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
@@ -342,8 +408,12 @@ class Settings(BaseSettings):
             redis = self.redis.model_copy(
                 update={"cache_url": self.redis.cache_url or SecretStr(DEV_CACHE_REDIS_URL)}
             )
+            auth = self.auth.model_copy(
+                update={"hmac_key": self.auth.hmac_key or SecretStr(DEV_API_KEY_SECRET)}
+            )
             object.__setattr__(self, "db", db)
             object.__setattr__(self, "redis", redis)
+            object.__setattr__(self, "auth", auth)
             self._apply_dev_worker_defaults()
         missing = [
             name
@@ -409,6 +479,13 @@ class Settings(BaseSettings):
     def cache_redis_url(self) -> str:
         assert self.redis.cache_url is not None
         return self.redis.cache_url.get_secret_value()
+
+    @property
+    def api_key_secret(self) -> bytes:
+        """Required by the api and the key CLI only: the worker never checks a key."""
+        if self.auth.hmac_key is None:
+            raise ValueError("STAMPEDE_AUTH__HMAC_KEY is required outside the dev profile")
+        return self.auth.hmac_key.get_secret_value().encode()
 
     # The api never talks to the broker or to SMTP, so these are required only by the
     # processes that do: the worker and the relay read them at start-up and fail fast.

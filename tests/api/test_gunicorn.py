@@ -16,6 +16,7 @@ import redis.asyncio as redis
 
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
 from tests.support.gunicorn import Gunicorn, run_gunicorn
+from tests.support.keys import bearer
 
 
 @pytest.fixture
@@ -36,18 +37,25 @@ def gunicorn(
 
 @pytest.mark.slow
 async def test_workers_logs_and_graceful_shutdown(
-    gunicorn: Gunicorn, db: asyncpg.Connection, clean_database: None, cache_redis: redis.Redis
+    gunicorn: Gunicorn,
+    db: asyncpg.Connection,
+    clean_database: None,
+    cache_redis: redis.Redis,
+    api_token: str,
 ) -> None:
     await cache_redis.flushdb()  # ids restart with every test: no earlier response may leak
     assert len(gunicorn.worker_pids()) == 2
 
-    async with httpx.AsyncClient(base_url=gunicorn.base_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=gunicorn.base_url, timeout=30, headers=bearer(api_token)
+    ) as client:
         product = (
             await client.post(
                 "/products", json={"name": "Lamp", "category": "cat1", "price_cents": 1, "stock": 1}
             )
         ).json()
-        await client.get("/users/1", headers={"X-Request-ID": "trace-me"})
+        answer = await client.get("/users/1", headers={"X-Request-ID": "trace-me"})
+        assert "server" not in answer.headers  # no software version for scanners
         await asyncio.gather(*(client.get("/livez") for _ in range(50)))
 
         # One exposition for all workers, on its own port, never on the public one.

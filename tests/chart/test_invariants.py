@@ -3,6 +3,7 @@ and probes, monitors that find their Services, autoscalers that find their targe
 
 from __future__ import annotations
 
+import base64
 import re
 from collections import defaultdict
 
@@ -349,6 +350,22 @@ def test_helm_test_hook_checks_readiness_and_a_database_read(scenario: Rendered)
     urls = pod["spec"]["containers"][0]["command"][3:]
     api = f"http://{NAME}-api:80"
     assert urls == [f"{api}/readyz", f"{api}/products?limit=1"]
+
+
+def test_api_key_hmac_key_comes_from_a_secret(scenario: Rendered) -> None:
+    """Never a plain value in the pod spec: the chart's generated Secret (kept across
+    upgrades) or the user's existingSecret."""
+    [api] = [
+        c for _, c in containers(scenario.get("Deployment", f"{NAME}-api")) if c["name"] == "api"
+    ]
+    [env] = [e for e in api["env"] if e["name"] == "STAMPEDE_AUTH__HMAC_KEY"]
+    ref = env["valueFrom"]["secretKeyRef"]
+    assert ref["key"] == "api-key-hmac-key"
+    existing = scenario.values["api"]["auth"]["existingSecret"]
+    assert ref["name"] == (existing or NAME)
+    if not existing:
+        value = scenario.get("Secret", NAME)["data"]["api-key-hmac-key"]
+        assert len(base64.b64decode(value)) >= 32
 
 
 def container_env(doc: Doc, name: str) -> dict[str, str]:

@@ -3,8 +3,10 @@
 By default (``make test``) the client is the real app with its lifespan, on the test
 session's own Postgres (through PgBouncer in transaction mode) and Redis. With
 ``STAMPEDE_CONTRACT_BASE_URL`` set (``make e2e`` sets it to the port-forwarded api in
-kind) the very same tests talk to that URL. The tests therefore never reach into the
-database: they create what they read, with unique names, and tolerate existing data.
+kind) the very same tests talk to that URL, with the all-scopes key in
+``STAMPEDE_CONTRACT_API_KEY`` (made with the key CLI in an api pod). The tests therefore
+never reach into the database: they create what they read, with unique names, and
+tolerate existing data.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tests.support.api import make_settings, running_api
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
 
 BASE_URL_ENV = "STAMPEDE_CONTRACT_BASE_URL"
+API_KEY_ENV = "STAMPEDE_CONTRACT_API_KEY"
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +41,10 @@ def contract_target(request: pytest.FixtureRequest) -> str | Settings:
 @pytest.fixture(scope="session")
 async def contract_client(contract_target: str | Settings) -> AsyncIterator[httpx.AsyncClient]:
     if isinstance(contract_target, str):
-        async with httpx.AsyncClient(base_url=contract_target, timeout=10) as client:
+        headers = {"Authorization": f"Bearer {os.environ[API_KEY_ENV]}"}
+        async with httpx.AsyncClient(
+            base_url=contract_target, timeout=10, headers=headers
+        ) as client:
             yield client
         return
     async with running_api(contract_target) as api:

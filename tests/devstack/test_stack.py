@@ -80,3 +80,25 @@ def test_supervisor_starts_and_stops_its_programs(tmp_path: Path) -> None:
         supervisor.shutdown()
     assert not supervisor.is_running()
     assert port_is_free(redis.port)
+
+
+def test_the_dev_api_key_is_created_once_and_kept_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "dev-api-key"
+    made: list[str] = []
+
+    def create() -> str:
+        made.append(f"stk_{len(made):012x}_" + "k" * 43)
+        return made[-1]
+
+    token, created = stack.ensure_dev_api_key(path, lambda token: token in made, create)
+    assert created
+    assert path.read_text() == token + "\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    again, created_again = stack.ensure_dev_api_key(path, lambda token: token in made, create)
+    assert (again, created_again) == (token, False)
+    assert len(made) == 1
+    # A stack whose database no longer knows the key (revoked, or data wiped) gets a new one.
+    fresh, renewed = stack.ensure_dev_api_key(path, lambda token: False, create)
+    assert renewed
+    assert fresh != token
+    assert path.read_text() == fresh + "\n"

@@ -147,9 +147,11 @@ def test_the_readme_tour_runs_against_demo_data(
     migrated_postgres: DatabaseEndpoint,
     pgbouncer_server: DatabaseEndpoint,
     cache_redis_server: RedisEndpoint,
+    api_token: str,
 ) -> None:
     """The tour's curl commands, as written, against a real server on seeded demo data:
-    every request succeeds, and the order costs what the tour says it does."""
+    every request succeeds, and the order costs what the tour says it does. The key the
+    tour reads from the local stack is one made for this test's database."""
     seed_env = {
         **os.environ,
         "STAMPEDE_PROFILE": "prod",
@@ -179,7 +181,10 @@ def test_the_readme_tour_runs_against_demo_data(
         with run_gunicorn(
             tmp_path, database_url=pgbouncer_server.url, cache_url=cache_redis_server.url
         ) as api:
-            script = tour.replace("http://127.0.0.1:8000", api.base_url)
+            assert "$(cat .stack/dev-api-key)" in tour
+            script = tour.replace("http://127.0.0.1:8000", api.base_url).replace(
+                "$(cat .stack/dev-api-key)", api_token
+            )
             # Every request must succeed (curl exits non-zero on a 4xx/5xx).
             strict_curl = 'curl() { command curl --fail-with-body -sS "$@"; echo; }\n'
             result = subprocess.run(

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.keys import bearer
 from tests.support.monitoring import Monitored
 
 DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "grafana" / "dashboards").glob("*.json"))
@@ -90,9 +91,9 @@ def substitute(expr: str, variables: dict[str, str]) -> str:
     return expr
 
 
-async def drive_load(base_url: str, seconds: float) -> None:
+async def drive_load(base_url: str, seconds: float, token: str) -> None:
     """Successes, client errors and writes, long enough for several scrapes."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, headers=bearer(token)) as client:
         user = (await client.post("/users", json={"email": "obs@example.com", "name": "O"})).json()
         product = (
             await client.post(
@@ -119,8 +120,10 @@ async def drive_load(base_url: str, seconds: float) -> None:
             )
 
 
-async def test_every_panel_query_returns_data(monitored: Monitored, clean_database: None) -> None:
-    await drive_load(monitored.api.base_url, seconds=8)
+async def test_every_panel_query_returns_data(
+    monitored: Monitored, clean_database: None, api_token: str
+) -> None:
+    await drive_load(monitored.api.base_url, seconds=8, token=api_token)
     await asyncio.sleep(3)  # the last samples reach Prometheus
 
     empty: list[str] = []

@@ -15,6 +15,8 @@ import httpx
 
 from devstack.servers import LOCALHOST, free_port, tail
 from tests.support.endpoints import DatabaseEndpoint, RedisEndpoint
+from tests.support.keys import TEST_KEY_SECRET
+from tests.support.limits import UNLIMITED_ENV
 from tests.support.pgbouncer_admin import database_stats
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +40,8 @@ def api_env(
             pgbouncer.tracks_prepared_statements
         ).lower(),
         "STAMPEDE_REDIS__CACHE_URL": redis.url,
+        "STAMPEDE_AUTH__HMAC_KEY": TEST_KEY_SECRET,
+        **UNLIMITED_ENV,
         "STAMPEDE_LOG__LEVEL": "WARNING",
         "STAMPEDE_LOG__ACCESS_LOG": "false",
     }

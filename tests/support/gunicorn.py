@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 
 from devstack.servers import free_port
+from tests.support.keys import TEST_KEY_SECRET
+from tests.support.limits import UNLIMITED_ENV
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +53,8 @@ def run_gunicorn(
         "STAMPEDE_PROFILE": "prod",
         "STAMPEDE_DB__URL": database_url,
         "STAMPEDE_REDIS__CACHE_URL": cache_url,
+        "STAMPEDE_AUTH__HMAC_KEY": TEST_KEY_SECRET,
+        **UNLIMITED_ENV,
         "STAMPEDE_SERVER__BIND": f"127.0.0.1:{port}",
         "STAMPEDE_SERVER__WORKERS": str(workers),
         "STAMPEDE_METRICS__BIND": f"127.0.0.1:{metrics_port}",

@@ -18,6 +18,8 @@ from services.core.settings import Settings
 from services.migrations import runner
 from tests.support.api import RunningApi, running_api
 from tests.support.endpoints import TABLES, DatabaseEndpoint, RedisEndpoint
+from tests.support.keys import TEST_KEY_SECRET
+from tests.support.limits import UNLIMITED
 from tests.support.processes import TIMINGS, BrokerRedis, Processes
 from tests.support.smtp import SmtpServer
 
@@ -65,6 +67,8 @@ def worker_config(
             "timeout_s": 3,
         },
         "log": {"level": "INFO", "json_format": True, "access_log": False},
+        "auth": {"hmac_key": TEST_KEY_SECRET},
+        "rate_limit": UNLIMITED,
     }
 
 

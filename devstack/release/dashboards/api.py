@@ -13,7 +13,7 @@ def build() -> Dashboard:
         "api",
         "Stampede / API by route",
         "Which route is slow, failing or busy? Every series is labelled by route template.",
-        [Section("Per route", _per_route())],
+        [Section("Per route", _per_route()), Section("Rate limits", _rate_limits())],
     )
 
 
@@ -81,5 +81,24 @@ def _per_route() -> list[Builder[Panel]]:
                 ),
             },
             stacked=True,
+        ),
+    ]
+
+
+def _rate_limits() -> list[Builder[Panel]]:
+    return [
+        timeseries_panel(
+            "Rate-limit decisions / s",
+            "Requests admitted and refused (429) per policy: `key` per API key, `ip` per"
+            " client address. Refusals rising for one policy: a client over its limit, or"
+            " a limit set too low.",
+            unit="reqps",
+            span=24,
+            queries={
+                "{{policy}} {{outcome}}": (
+                    "sum by (policy, outcome)"
+                    " (rate(stampede_rate_limit_decisions_total{$scope}[$__rate_interval]))"
+                ),
+            },
         ),
     ]

@@ -2,17 +2,20 @@
 
 :func:`running_cache` builds the pieces of ``services.core.cache`` the way the api uses
 them — L1 in front of the Redis tier, one circuit breaker for every Redis call, the tag
-invalidator, and the listener that applies other processes' invalidations to L1 — and
-stops the listener at shutdown. With ``cache.enabled`` off only the invalidator is built:
-this process's writes must still drop what the other processes cached.
+invalidator, and the listener that applies other processes' invalidations to L1 and to
+the other local copies it is given (the API-key ring) — and stops the listener at
+shutdown. With ``cache.enabled`` off there is no L1, but the invalidator and the
+listener still run: this process's writes must still drop what the other processes
+cached, and revoked keys must still reach it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from redis.asyncio import Redis
 from starlette.routing import BaseRoute
@@ -45,6 +48,14 @@ class CacheRuntime:
     response_cache: ApiCache | None
 
 
+class LocalCopy(Protocol):
+    """Something a process keeps that broadcast invalidations must reach."""
+
+    def drop_tags(self, tags: Iterable[str]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
 def cache_redis_client(settings: Settings) -> Redis:
     # Short timeouts: the cache must never make a request slow.
     return Redis.from_url(
@@ -70,10 +81,15 @@ def _subscriber_client(settings: Settings) -> Redis:
 
 @contextlib.asynccontextmanager
 async def running_cache(
-    settings: Settings, redis: Redis, batch: MetricBatch, routes: Sequence[BaseRoute]
+    settings: Settings,
+    redis: Redis,
+    batch: MetricBatch,
+    routes: Sequence[BaseRoute],
+    copies: Sequence[LocalCopy] = (),
 ) -> AsyncIterator[CacheRuntime]:
     """``routes``: the app's routes in routing order (the middleware's route table);
-    ``batch``: the process's metric buffer, which exports the cache counters."""
+    ``batch``: the process's metric buffer, which exports the cache counters;
+    ``copies``: what else broadcast invalidations must reach."""
     config = settings.cache
     counters = CacheCounters(batch)
     breaker = CircuitBreaker(failures=config.breaker_failures, reset_s=config.breaker_reset_s)
@@ -97,6 +113,15 @@ async def running_cache(
             ),
             metrics=counters,
         )
+    local = tiers
+
+    def drop_tags(tags: Iterable[str]) -> None:
+        tags = list(tags)
+        if local is not None:
+            local.drop_tags(tags)
+        for copy in copies:
+            copy.drop_tags(tags)
+
     invalidator = TagInvalidator(
         redis,
         namespace=config.namespace,
@@ -104,28 +129,29 @@ async def running_cache(
         op_timeout_s=config.op_timeout_s,
         breaker=breaker,
         metrics=counters,
-        drop_local=tiers.drop_tags if tiers is not None else lambda tags: None,
+        drop_local=drop_tags,
     )
-    if tiers is None:
-        yield CacheRuntime(invalidator=invalidator, counters=counters, response_cache=None)
-        return
-
-    local = tiers
 
     async def resync() -> None:
-        local.clear_local()  # broadcasts sent while we were away are lost
+        # Broadcasts sent while we were away are lost.
+        if local is not None:
+            local.clear_local()
+        for copy in copies:
+            copy.clear()
         await invalidator.invalidate(())  # send what Redis trouble deferred
 
     subscriber = _subscriber_client(settings)
     listener = InvalidationListener(
-        subscriber, invalidator.channel, on_tags=tiers.drop_tags, on_subscribed=resync
+        subscriber, invalidator.channel, on_tags=drop_tags, on_subscribed=resync
     )
     listening = asyncio.create_task(listener.run(), name="cache-invalidation")
     try:
         yield CacheRuntime(
             invalidator=invalidator,
             counters=counters,
-            response_cache=ApiCache(tiers=tiers, routes=RouteTable(routes, config.namespace)),
+            response_cache=ApiCache(tiers=tiers, routes=RouteTable(routes, config.namespace))
+            if tiers is not None
+            else None,
         )
     finally:
         listening.cancel()

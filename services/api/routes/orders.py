@@ -5,14 +5,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Response
 
+from services.api.access import requires
 from services.api.deps import SessionDep
 from services.api.problems import problem_responses
+from services.api.routing import ApiRoute
 from services.api.schemas.common import MAX_BIGINT
 from services.api.schemas.orders import OrderCreate, OrderPublic
+from services.core.api_keys import Scope
 from services.core.shop import orders
 from services.core.shop.orders import OrderLine, StoredResponse
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], route_class=ApiRoute)
 
 OrderId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 IdempotencyKeyHeader = Annotated[
@@ -39,6 +42,7 @@ def _fingerprint(body: OrderCreate) -> str:
     response_model=OrderPublic,
     responses=problem_responses(409, 413, 422),
 )
+@requires(Scope.ORDERS_WRITE)
 async def create_order(
     body: OrderCreate,
     session: SessionDep,
@@ -66,5 +70,6 @@ async def create_order(
 
 
 @router.get("/{order_id}", responses=problem_responses(404, 422))
+@requires(Scope.ORDERS_READ)
 async def get_order(order_id: OrderId, session: SessionDep) -> OrderPublic:
     return OrderPublic.model_validate(await orders.get_order(session, order_id))

@@ -5,16 +5,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
+from services.api.access import requires
 from services.api.deps import ReadConnectionDep, SessionDep
 from services.api.pagination import Cursor, Limit, cursor_id, page
 from services.api.problems import problem_responses
 from services.api.rendering import JsonBody
+from services.api.routing import ApiRoute
 from services.api.schemas.common import MAX_BIGINT, Category, Page
 from services.api.schemas.products import ProductCreate, ProductPublic, ProductUpdate
+from services.core.api_keys import Scope
 from services.core.cache import CachePolicy, cache_policy
 from services.core.shop import cache_tags, products
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = APIRouter(prefix="/products", tags=["products"], route_class=ApiRoute)
 
 ProductId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
@@ -28,7 +31,7 @@ def _listed_products(page: Any) -> Iterator[str]:
     return (cache_tags.product(item["id"]) for item in page["items"])
 
 
-@router.get("", response_model=Page[ProductPublic], responses=problem_responses(400, 422))
+@router.get("", response_model=Page[ProductPublic], responses=problem_responses(422))
 @cache_policy(
     CachePolicy(
         ttl_s=60,
@@ -58,12 +61,14 @@ async def get_product(product_id: ProductId, connection: ReadConnectionDep) -> R
 
 
 @router.post("", status_code=201, responses=problem_responses(413, 422))
+@requires(Scope.CATALOG_WRITE)
 async def create_product(body: ProductCreate, session: SessionDep) -> ProductPublic:
     product = await products.create_product(session, **body.model_dump())
     return ProductPublic.model_validate(product)
 
 
 @router.patch("/{product_id}", responses=problem_responses(404, 413, 422))
+@requires(Scope.CATALOG_WRITE)
 async def update_product(
     product_id: ProductId, body: ProductUpdate, session: SessionDep
 ) -> ProductPublic:

@@ -4,17 +4,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from services.api.access import requires
 from services.api.deps import ReadConnectionDep, SessionDep
 from services.api.pagination import Cursor, Limit, cursor_id, page
 from services.api.problems import problem_responses
 from services.api.rendering import JsonBody
+from services.api.routing import ApiRoute
 from services.api.schemas.common import MAX_BIGINT, Page
 from services.api.schemas.orders import OrderPublic
 from services.api.schemas.users import UserCreate, UserPublic
+from services.core.api_keys import Scope
 from services.core.cache import CachePolicy, cache_policy
 from services.core.shop import cache_tags, orders, users
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=ApiRoute)
 
 UserId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
@@ -23,12 +26,14 @@ _ORDERS = JsonBody(Page[OrderPublic])
 
 
 @router.post("", status_code=201, responses=problem_responses(409, 413, 422))
+@requires(Scope.USERS_WRITE)
 async def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
     user = await users.create_user(session, email=str(body.email), name=body.name)
     return UserPublic.model_validate(user)
 
 
 @router.get("/{user_id}", response_model=UserPublic, responses=problem_responses(404, 422))
+@requires(Scope.USERS_READ)
 @cache_policy(
     CachePolicy(ttl_s=60, stale_s=30, tags=(cache_tags.user("{user_id}"),), visibility="private")
 )
@@ -39,7 +44,7 @@ async def get_user(user_id: UserId, connection: ReadConnectionDep) -> Response:
 @router.get(
     "/{user_id}/orders",
     response_model=Page[OrderPublic],
-    responses=problem_responses(400, 404, 422),
+    responses=problem_responses(404, 422),
 )
 @cache_policy(
     CachePolicy(
@@ -50,6 +55,7 @@ async def get_user(user_id: UserId, connection: ReadConnectionDep) -> Response:
         visibility="private",
     )
 )
+@requires(Scope.ORDERS_READ)
 async def list_user_orders(
     user_id: UserId,
     connection: ReadConnectionDep,

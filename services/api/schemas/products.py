@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from services.api.schemas.common import MAX_INT, Category, Name, RequestSchema, ResponseSchema
 
@@ -18,8 +18,24 @@ class ProductCreate(RequestSchema):
     stock: Stock
 
 
+def _partial_update_schema(schema: dict[str, Any]) -> None:
+    """Document what ``_not_empty`` enforces: at least one field, none of them null.
+
+    The fields are ``X | None`` only so that "absent" can be told apart in Python; null
+    is refused, so the schema offers just ``X``.
+    """
+    schema["minProperties"] = 1
+    for field in schema["properties"].values():
+        choices = field.pop("anyOf", None)
+        if choices is not None:
+            field.update(next(choice for choice in choices if choice.get("type") != "null"))
+        field.pop("default", None)
+
+
 class ProductUpdate(RequestSchema):
     """A partial update: only the fields present are changed; at least one is required."""
+
+    model_config = ConfigDict(json_schema_extra=_partial_update_schema)
 
     name: Name | None = None
     category: Category | None = None

@@ -2,13 +2,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import EmailStr, Field
-
-from services.api.schemas.common import Name, RequestSchema, ResponseSchema
+from services.api.schemas.common import Email, Name, RequestSchema, ResponseSchema
 
 
 class UserCreate(RequestSchema):
-    email: EmailStr = Field(max_length=320)
+    email: Email
     name: Name
 
 

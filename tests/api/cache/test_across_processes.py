@@ -20,6 +20,7 @@ from tests.support.endpoints import (
     RedisEndpoint,
     pgbouncer_in_front_of,
 )
+from tests.support.keys import bearer
 
 pytestmark = pytest.mark.slow
 
@@ -67,9 +68,9 @@ def two_apis(
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
+async def http(api_token: str) -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=30, limits=limits, headers=bearer(api_token)) as client:
         yield client
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.chart import RELEASE, REPO_ROOT
 from tests.support.kubelet.installation import Installation
+from tests.support.kubelet.release import Namespace
 
 API_SERVICE = f"{RELEASE}-api"
 DEFAULT_ONLY = "the default scenario covers it; the others differ only in what installs"
@@ -51,11 +52,24 @@ def test_hooks_run_before_and_after_the_release_and_every_pod_becomes_ready(
         )
 
 
+def _api_key(namespace: Namespace) -> str:
+    """An all-scopes key, made as an operator would: the key CLI in an api pod."""
+    [pod, *_] = namespace.pods_of(f"Deployment/{API_SERVICE}")
+    command = ["python", "-m", "services.api.keys", "create", "--name", "pods", "--scope", "admin"]
+    result = pod.containers["api"].exec_output(command, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode().strip().splitlines()[-1]
+
+
 def test_api_contract_suite_passes_against_the_api_service(installation: Installation) -> None:
     if installation.scenario != "default":
         pytest.skip(DEFAULT_ONLY)
     namespace = installation.require()
-    env = {**os.environ, "STAMPEDE_CONTRACT_BASE_URL": namespace.service_url(API_SERVICE, "http")}
+    env = {
+        **os.environ,
+        "STAMPEDE_CONTRACT_BASE_URL": namespace.service_url(API_SERVICE, "http"),
+        "STAMPEDE_CONTRACT_API_KEY": _api_key(namespace),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/contract", "-q", "-p", "no:cacheprovider"],
         cwd=REPO_ROOT,
@@ -78,7 +92,8 @@ def test_an_order_through_the_api_pod_sends_exactly_one_email(
     handler = installation.smtp_handler
     assert handler is not None
     base = namespace.service_url(API_SERVICE, "http")
-    with httpx.Client(base_url=base, timeout=10) as client:
+    auth = {"Authorization": f"Bearer {_api_key(namespace)}"}
+    with httpx.Client(base_url=base, timeout=10, headers=auth) as client:
         suffix = os.urandom(4).hex()
         user = client.post("/users", json={"email": f"pods-{suffix}@example.com", "name": "Pod"})
         assert user.status_code == 201, user.text

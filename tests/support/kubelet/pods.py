@@ -186,6 +186,10 @@ class Container:
         return handle
 
     def exec(self, command: list[str], timeout: float) -> int:
+        return self.exec_output(command, timeout).returncode
+
+    def exec_output(self, command: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+        """``kubectl exec``: run ``command`` in the running container."""
         try:
             result = subprocess.run(
                 self.pod.node.runtime.argv("exec", self.podman_name, *command),
@@ -196,7 +200,7 @@ class Container:
             )
         except subprocess.TimeoutExpired as error:
             raise TimeoutError(str(command)) from error
-        return result.returncode
+        return result
 
     def terminate(self) -> None:
         """preStop, then SIGTERM and the grace period, then SIGKILL (podman stop)."""
