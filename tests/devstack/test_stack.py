@@ -55,7 +55,7 @@ def test_supervisord_config(tmp_path: Path) -> None:
     for name in ("worker", "relay"):
         assert config[f"program:{name}"]["autostart"] == "false"
         assert 'STAMPEDE_PROFILE="dev"' in config[f"program:{name}"]["environment"]
-    assert "services.worker.app worker" in config["program:worker"]["command"]
+    assert "services.worker.app --quiet worker" in config["program:worker"]["command"]
     for name in ("postgres", "pgbouncer", "redis-cache", "redis-broker", "mail-sink", "api"):
         section = config[f"program:{name}"]
         assert section["stopasgroup"] == section["killasgroup"] == "true"
