@@ -221,3 +221,31 @@ async def test_autocommit_reads_save_the_begin_and_rollback_round_trips(
     in_transaction, autocommit = costs[False], costs[True]
     assert in_transaction[0] == 1, costs
     assert autocommit[1] == in_transaction[1] - 2, costs
+
+
+async def test_an_order_holds_its_transaction_for_six_round_trips(
+    migrated_postgres: DatabaseEndpoint,
+    quiet_pgbouncer: DatabaseEndpoint,
+    cache_redis_server: RedisEndpoint,
+) -> None:
+    """BEGIN, the placing statement (prepare, execute), the recording of the answer under
+    the Idempotency-Key (prepare, execute), COMMIT: the server connection is held for six
+    round trips, however many lines the order has."""
+    settings = make_settings(migrated_postgres, quiet_pgbouncer, cache_redis_server)
+    async with running_api(settings) as api:
+        user = await create_user(api.client, f"rt-{free_port()}@example.com")
+        products = [(await create_product(api.client, stock=100))["id"] for _ in range(5)]
+        costs = []
+        # The first order on a connection also pays its type introspection: left out.
+        for n, lines in enumerate([products[:1], products[:1], products]):
+            before = pgbouncer_totals(quiet_pgbouncer)
+            response = await place_order(
+                api.client,
+                user["id"],
+                [(product_id, 1) for product_id in lines],
+                **{"Idempotency-Key": f"rt-{free_port()}-{n}"},
+            )
+            assert response.status_code == 201, response.text
+            after = pgbouncer_totals(quiet_pgbouncer)
+            costs.append(tuple(m - k for m, k in zip(after, before, strict=True)))
+    assert costs[1:] == [(1, 6), (1, 6)], costs
