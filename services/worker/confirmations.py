@@ -8,7 +8,7 @@ SMTP, and records success right after:
    lease, unless the email was already sent (→ nothing to do) or another attempt's lease
    still runs (→ retry when it ends);
 2. send over SMTP with a Message-ID derived from the order;
-3. record (one transaction): ``sent_at``, the order's ``confirmation_status = 'sent'``,
+3. record (one statement): ``sent_at``, the order's ``confirmation_status = 'sent'``,
    the outbox row done.
 
 A redelivery after a crash in step 2 finds the lease, waits for it to expire and sends:
