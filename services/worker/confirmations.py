@@ -31,12 +31,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import Connection, Engine, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine, Label, bindparam, func, select, true, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from services.core.models import (
@@ -74,27 +75,56 @@ class Delivery:
     user_id: int | None
 
 
+def _in_item_order(column: Mapped[Any], name: str) -> Label[Any]:
+    return func.array_agg(aggregate_order_by(column, OrderItem.id)).label(name)
+
+
+_LINES = (
+    select(
+        _in_item_order(Product.name, "names"),
+        _in_item_order(OrderItem.quantity, "quantities"),
+        _in_item_order(OrderItem.unit_price_cents, "unit_prices_cents"),
+    )
+    .join(Product, Product.id == OrderItem.product_id)
+    .where(OrderItem.order_id == Order.id)
+    .lateral("lines")
+)
+# The order, its recipient and its lines in one statement (lines as arrays in item order).
+# Built once: SQLAlchemy then finds its compiled form by a cache key memoized on it.
+_CONFIRMATION = (
+    select(
+        Order.id,
+        Order.total_cents,
+        Order.created_at,
+        User.email,
+        User.name,
+        *_LINES.c,
+    )
+    .join(User, User.id == Order.user_id)
+    .join(_LINES, true())
+    .where(Order.id == bindparam("order_id"))
+)
+
+
 def load(conn: Connection, order_id: int) -> mail.Confirmation:
-    order = conn.execute(
-        select(Order.id, Order.total_cents, Order.created_at, User.email, User.name)
-        .join(User, User.id == Order.user_id)
-        .where(Order.id == order_id)
-    ).one_or_none()
+    order = conn.execute(_CONFIRMATION, {"order_id": order_id}).one_or_none()
     if order is None:
         raise OrderVanished(order_id)
-    lines = conn.execute(
-        select(Product.name, OrderItem.quantity, OrderItem.unit_price_cents)
-        .join(Product, Product.id == OrderItem.product_id)
-        .where(OrderItem.order_id == order_id)
-        .order_by(OrderItem.id)
-    ).all()
     return mail.Confirmation(
         order_id=order.id,
         recipient_email=order.email,
         recipient_name=order.name,
         placed_at=order.created_at,
         total_cents=order.total_cents,
-        lines=tuple(mail.Line(row.name, row.quantity, row.unit_price_cents) for row in lines),
+        lines=tuple(
+            mail.Line(name, quantity, price)
+            for name, quantity, price in zip(
+                order.names or (),
+                order.quantities or (),
+                order.unit_prices_cents or (),
+                strict=True,
+            )
+        ),
     )
 
 
