@@ -137,6 +137,12 @@ class WorkerSettings(BaseModel):
         None, description="Touched while the consumer consumes; the chart's liveness checks it."
     )
     heartbeat_interval_s: float = Field(5.0, gt=0, description="How often it is touched.")
+    # Off by default: nothing in the stack consumes them (the metrics come from Celery's
+    # signals), and each event is a broker publish: four per email (sent, received,
+    # started, succeeded), most of the worker main process's work under load.
+    task_events: bool = Field(
+        False, description="Celery task events, for Flower or an events exporter."
+    )
 
 
 class RelaySettings(BaseModel):
@@ -145,6 +151,12 @@ class RelaySettings(BaseModel):
     batch_size: int = Field(100, ge=1, le=10_000, description="Rows published per transaction.")
     poll_interval_s: float = Field(
         1.0, gt=0, description="Fallback when no NOTIFY arrives (no `listen_url`, or one missed)."
+    )
+    linger_s: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="After a NOTIFY, gather others this long: a burst of orders, one batch.",
     )
     # LISTEN needs a session of its own, which PgBouncer's transaction mode cannot give.
     listen_url: SecretStr | None = Field(

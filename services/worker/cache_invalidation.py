@@ -24,16 +24,26 @@ log = logging.getLogger(__name__)
 
 
 def forget_user_orders(resources: WorkerResources, order_id: int) -> None:
-    settings = resources.settings.cache
+    """Invalidate the cached order list of order ``order_id``'s user (looked up)."""
     try:
         with resources.engine.connect() as conn:
             user_id = conn.scalar(select(Order.user_id).where(Order.id == order_id))
-        if user_id is not None:
-            invalidate_now(
-                resources.cache_redis,
-                namespace=settings.namespace,
-                marker_ttl_s=settings.tag_marker_ttl_s,
-                tags=[cache_tags.user_orders(user_id)],
-            )
-    except (RedisError, OSError, SQLAlchemyError):
+    except SQLAlchemyError:
         log.warning("could not invalidate the cached orders of order %s", order_id, exc_info=True)
+        return
+    if user_id is not None:
+        forget_orders_of_user(resources, user_id)
+
+
+def forget_orders_of_user(resources: WorkerResources, user_id: int) -> None:
+    """Invalidate user ``user_id``'s cached order list (no database round trip)."""
+    settings = resources.settings.cache
+    try:
+        invalidate_now(
+            resources.cache_redis,
+            namespace=settings.namespace,
+            marker_ttl_s=settings.tag_marker_ttl_s,
+            tags=[cache_tags.user_orders(user_id)],
+        )
+    except (RedisError, OSError):
+        log.warning("could not invalidate the cached orders of user %s", user_id, exc_info=True)

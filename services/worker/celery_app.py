@@ -10,7 +10,8 @@ Reliability choices (docs/delivery.md):
   worker holds only the message it runs, so a crash strands no queue of others;
 * ``visibility_timeout`` (Redis has no broker-side ack deadline) above the longest a
   message may stay unacked; checked against the time limits in Settings;
-* task events on, for Flower/exporters.
+* task events only when asked (``worker.task_events``, for Flower/exporters): each is a
+  broker publish, four per task.
 
 Creating the app opens no connection; kombu connects on first use.
 """
@@ -58,8 +59,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "task_send_sent_event": True,
-        "worker_send_task_events": True,
+        "task_send_sent_event": settings.worker.task_events,
+        "worker_send_task_events": settings.worker.task_events,
         "enable_utc": True,
         "timezone": "UTC",
     }

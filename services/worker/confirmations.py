@@ -8,7 +8,7 @@ SMTP, and records success right after:
    lease, unless the email was already sent (→ nothing to do) or another attempt's lease
    still runs (→ retry when it ends);
 2. send over SMTP with a Message-ID derived from the order;
-3. record (one transaction): ``sent_at``, the order's ``confirmation_status = 'sent'``,
+3. record (one statement): ``sent_at``, the order's ``confirmation_status = 'sent'``,
    the outbox row done.
 
 A redelivery after a crash in step 2 finds the lease, waits for it to expire and sends:
@@ -31,12 +31,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import Connection, Engine, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine, Label, bindparam, func, select, true, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from services.core.models import (
     ConfirmationStatus,
@@ -64,27 +66,65 @@ class Claimed:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the attempt did, and whose cached order list it made stale (None: the order
+    is gone)."""
+
+    outcome: Outcome
+    user_id: int | None
+
+
+def _in_item_order(column: Mapped[Any], name: str) -> Label[Any]:
+    return func.array_agg(aggregate_order_by(column, OrderItem.id)).label(name)
+
+
+_LINES = (
+    select(
+        _in_item_order(Product.name, "names"),
+        _in_item_order(OrderItem.quantity, "quantities"),
+        _in_item_order(OrderItem.unit_price_cents, "unit_prices_cents"),
+    )
+    .join(Product, Product.id == OrderItem.product_id)
+    .where(OrderItem.order_id == Order.id)
+    .lateral("lines")
+)
+# The order, its recipient and its lines in one statement (lines as arrays in item order).
+# Built once: SQLAlchemy then finds its compiled form by a cache key memoized on it.
+_CONFIRMATION = (
+    select(
+        Order.id,
+        Order.total_cents,
+        Order.created_at,
+        User.email,
+        User.name,
+        *_LINES.c,
+    )
+    .join(User, User.id == Order.user_id)
+    .join(_LINES, true())
+    .where(Order.id == bindparam("order_id"))
+)
+
+
 def load(conn: Connection, order_id: int) -> mail.Confirmation:
-    order = conn.execute(
-        select(Order.id, Order.total_cents, Order.created_at, User.email, User.name)
-        .join(User, User.id == Order.user_id)
-        .where(Order.id == order_id)
-    ).one_or_none()
+    order = conn.execute(_CONFIRMATION, {"order_id": order_id}).one_or_none()
     if order is None:
         raise OrderVanished(order_id)
-    lines = conn.execute(
-        select(Product.name, OrderItem.quantity, OrderItem.unit_price_cents)
-        .join(Product, Product.id == OrderItem.product_id)
-        .where(OrderItem.order_id == order_id)
-        .order_by(OrderItem.id)
-    ).all()
     return mail.Confirmation(
         order_id=order.id,
         recipient_email=order.email,
         recipient_name=order.name,
         placed_at=order.created_at,
         total_cents=order.total_cents,
-        lines=tuple(mail.Line(row.name, row.quantity, row.unit_price_cents) for row in lines),
+        lines=tuple(
+            mail.Line(name, quantity, price)
+            for name, quantity, price in zip(
+                order.names or (),
+                order.quantities or (),
+                order.unit_prices_cents or (),
+                strict=True,
+            )
+        ),
     )
 
 
@@ -142,28 +182,42 @@ def release(conn: Connection, *, message_id: str, token: str) -> None:
 
 def record_sent(
     conn: Connection, *, message_id: str, order_id: int, outbox_id: int, token: str
-) -> None:
-    claimed_by = conn.execute(
+) -> int | None:
+    """Record the email as sent, the order as confirmed and the outbox row as done, in one
+    statement (one round trip instead of three); returns the order's user id (None if the
+    order is gone), whose cached order list is stale now."""
+    delivery = (
         update(EmailDelivery)
         .where(EmailDelivery.message_id == message_id)
         .values(sent_at=func.coalesce(EmailDelivery.sent_at, func.now()), lease_until=None)
         .returning(EmailDelivery.claimed_by)
-    ).scalar_one()
+        .cte("delivery")
+    )
+    confirmed = _confirm(order_id).cte("confirmed")
+    done = outbox_lifecycle.done_update(outbox_id).cte("done")
+    row = conn.execute(
+        select(delivery.c.claimed_by, select(confirmed.c.user_id).scalar_subquery()).add_cte(done)
+    ).one()
+    claimed_by, user_id = row
     if claimed_by != token:
         # Our lease expired mid-send (an attempt outlived time_limit < claim_lease?): the
         # other attempt may send too. Loud, because the settings check should prevent it.
         log.error("email %s: lease lost to %s while sending", message_id, claimed_by)
-    conn.execute(
+    return cast(int | None, user_id)
+
+
+def _confirm(order_id: int) -> ReturningUpdate[int]:
+    return (
         update(Order)
         .where(Order.id == order_id)
         .values(confirmation_status=ConfirmationStatus.SENT)
+        .returning(Order.user_id)
     )
-    outbox_lifecycle.mark_done(conn, outbox_id)
 
 
 def send_order_confirmation(
     engine: Engine, settings: Settings, *, outbox_id: int, order_id: int, token: str
-) -> Outcome:
+) -> Delivery:
     """Send order ``order_id``'s confirmation unless it was sent already.
 
     ``token`` names this attempt (unique per attempt). Raises ``OrderVanished``,
@@ -181,13 +235,10 @@ def send_order_confirmation(
         )
         if claimed is None:
             # A redelivery or a second publish: make sure the bookkeeping says so too.
-            outbox_lifecycle.mark_done(conn, outbox_id)
-            conn.execute(
-                update(Order)
-                .where(Order.id == order_id)
-                .values(confirmation_status=ConfirmationStatus.SENT)
-            )
-            return "already-sent"
+            done = outbox_lifecycle.done_update(outbox_id).cte("done")
+            confirmed = _confirm(order_id).cte("confirmed")
+            user_id = conn.scalar(select(confirmed.c.user_id).add_cte(done))
+            return Delivery("already-sent", user_id)
     message = mail.compose(confirmation, sender=settings.smtp.sender, msg_id=msg_id)
     try:
         mail.send(message, settings.smtp, settings.smtp_host)
@@ -200,7 +251,7 @@ def send_order_confirmation(
     try:
         for delay in (*RECORD_RETRY_DELAYS_S, None):
             try:
-                record_accepted(
+                user_id = record_accepted(
                     engine, settings, outbox_id=outbox_id, order_id=order_id, token=token
                 )
                 break
@@ -215,14 +266,17 @@ def send_order_confirmation(
         # be tried again, never the send.
         raise AcceptedNotRecorded(msg_id, token) from error
     log.info("email %s sent (attempt %d)", msg_id, claimed.attempt)
-    return "sent"
+    return Delivery("sent", user_id)
 
 
 def record_accepted(
     engine: Engine, settings: Settings, *, outbox_id: int, order_id: int, token: str
-) -> None:
+) -> int | None:
     """Record that the SMTP server accepted order ``order_id``'s confirmation under
-    ``token``'s attempt. Raises database errors; never sends."""
+    ``token``'s attempt; returns the order's user id (None if the order is gone). Raises
+    database errors; never sends."""
     msg_id = mail.message_id(order_id, settings.smtp.message_id_domain)
     with engine.begin() as conn:
-        record_sent(conn, message_id=msg_id, order_id=order_id, outbox_id=outbox_id, token=token)
+        return record_sent(
+            conn, message_id=msg_id, order_id=order_id, outbox_id=outbox_id, token=token
+        )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, Update, func, select, text, update
 
 from services.core.models import ConfirmationStatus, Order, OutboxMessage
 from services.core.outbox import OUTBOX_CHANNEL
@@ -82,8 +82,10 @@ def republish_stale(conn: Connection, older_than_s: float) -> int:
     return result.rowcount
 
 
-def mark_done(conn: Connection, outbox_id: int) -> None:
-    conn.execute(
+def done_update(outbox_id: int) -> Update:
+    """The statement that marks the row done: the caller runs it, alone or combined with
+    its own statements (one round trip)."""
+    return (
         update(OutboxMessage)
         .where(OutboxMessage.id == outbox_id, OutboxMessage.done_at.is_(None))
         .values(done_at=func.now(), dead_at=None)

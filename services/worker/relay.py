@@ -49,11 +49,21 @@ BROKER_ERRORS = (KombuError, OSError)
 
 
 class Listener:
-    """Waits for a NOTIFY on the outbox channel, or ``timeout`` at most."""
+    """Waits for a NOTIFY on the outbox channel, or ``timeout`` at most.
 
-    def __init__(self, dsn: str | None, stop: threading.Event) -> None:
+    Every order's commit notifies. Waking for each one would publish batches of one row
+    (a transaction, a lock, an update and a broker connection per email), so after the
+    first notification it gathers the others for ``linger_s``: a burst of commits
+    becomes one batch.
+    """
+
+    def __init__(
+        self, dsn: str | None, stop: threading.Event, *, linger_s: float = 0.0, most: int = 100
+    ) -> None:
         self._dsn = dsn
         self._stop = stop
+        self._linger_s = linger_s
+        self._most = most
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def listen(self) -> None:
@@ -73,8 +83,13 @@ class Listener:
             self._stop.wait(timeout)
             return
         try:
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                pass
+            woken = sum(1 for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+            if 0 < woken < self._most:
+                # Also takes the notifications already queued, which would otherwise
+                # wake the next wait at once for a row this batch publishes anyway.
+                more = self._most - woken
+                for _ in self._conn.notifies(timeout=self._linger_s, stop_after=more):
+                    pass
         except psycopg.Error:
             log.warning("LISTEN connection lost; polling until it is back", exc_info=True)
             self.close()
@@ -199,7 +214,12 @@ def main() -> None:
     engine = create_sync_engine(settings.database_url, settings.db, pool_size=1)
     celery = create_celery(settings)
     listen_url = settings.relay.listen_url
-    listener = Listener(libpq_dsn(listen_url.get_secret_value()) if listen_url else None, stop)
+    listener = Listener(
+        libpq_dsn(listen_url.get_secret_value()) if listen_url else None,
+        stop,
+        linger_s=settings.relay.linger_s,
+        most=settings.relay.batch_size,
+    )
     log.info("relay started", extra={"listen": listen_url is not None})
     try:
         Relay(engine, celery, settings).run(listener, stop)

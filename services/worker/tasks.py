@@ -25,7 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from services.core.outbox import SEND_ORDER_CONFIRMATION
 from services.core.settings import Settings
 from services.worker import confirmations, outbox_lifecycle, runtime
-from services.worker.cache_invalidation import forget_user_orders
+from services.worker.cache_invalidation import forget_orders_of_user, forget_user_orders
 from services.worker.errors import (
     AcceptedNotRecorded,
     LeaseBusy,
@@ -120,7 +120,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             return record_only(self, outbox_id, order_id, accepted_by)
         token = f"{self.request.id}/{uuid4().hex[:12]}"
         try:
-            outcome = confirmations.send_order_confirmation(
+            delivery = confirmations.send_order_confirmation(
                 resources.engine, settings, outbox_id=outbox_id, order_id=order_id, token=token
             )
         except LeaseBusy as busy:
@@ -133,8 +133,9 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             if is_permanent_smtp_error(error):
                 raise MailRejected(str(error)) from error
             raise
-        forget_user_orders(resources, order_id)  # its confirmation_status is now "sent"
-        return outcome
+        if delivery.user_id is not None:  # the order's confirmation_status is now "sent"
+            forget_orders_of_user(resources, delivery.user_id)
+        return delivery.outcome
 
     def record_only(
         task: Task,  # type: ignore[type-arg]
@@ -144,12 +145,13 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     ) -> str:
         resources = runtime.current()
         try:
-            confirmations.record_accepted(
+            user_id = confirmations.record_accepted(
                 resources.engine, settings, outbox_id=outbox_id, order_id=order_id, token=token
             )
         except RECORDING_FAILURES:
             raise retry_recording(task, outbox_id, order_id, token) from None
-        forget_user_orders(resources, order_id)
+        if user_id is not None:
+            forget_orders_of_user(resources, user_id)
         return "sent"
 
     def retry_recording(

@@ -5,6 +5,7 @@ import asyncio
 import asyncpg
 import httpx
 
+from tests.support.endpoints import DatabaseEndpoint
 from tests.support.factories import create_product, create_user, place_order
 
 
@@ -88,3 +89,36 @@ async def test_bad_idempotency_key_is_422(client: httpx.AsyncClient) -> None:
             client, user["id"], [(product["id"], 1)], **{"Idempotency-Key": key}
         )
         assert response.status_code == 422, key
+
+
+async def test_a_duplicate_waiting_for_its_key_holds_no_product_lock(
+    client: httpx.AsyncClient, db: asyncpg.Connection, migrated_postgres: DatabaseEndpoint
+) -> None:
+    """The claim comes first and gates the rest: while a request waits for the
+    transaction holding its key, orders of the same products go through."""
+    user = await create_user(client)
+    product = await create_product(client, stock=10)
+    holder = await asyncpg.connect(migrated_postgres.dsn)
+    holding = holder.transaction()
+    await holding.start()
+    try:
+        await holder.execute(
+            "INSERT INTO idempotency_keys (key, request_fingerprint) VALUES ('held', 'x')"
+        )
+        waiting = asyncio.create_task(
+            place_order(client, user["id"], [(product["id"], 1)], **{"Idempotency-Key": "held"})
+        )
+        async with asyncio.timeout(10):
+            while not await db.fetchval(  # noqa: ASYNC110 - the state is in Postgres
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ):
+                await asyncio.sleep(0.02)
+        async with asyncio.timeout(5):
+            other = await place_order(client, user["id"], [(product["id"], 1)])
+        assert other.status_code == 201
+        assert not waiting.done()
+    finally:
+        await holding.rollback()  # the key is free again: the waiting request claims it
+        await holder.close()
+    assert (await waiting).status_code == 201
+    assert await db.fetchval("SELECT stock FROM products") == 8

@@ -245,3 +245,74 @@ async def test_user_orders_statement_count_does_not_grow_with_orders(
     assert len(forty["items"]) == 40
     assert sum(len(o["items"]) for o in forty["items"]) == 80
     assert len(for_one) == len(for_forty) == 1, for_forty
+
+
+async def test_an_order_is_one_statement_and_a_keyed_one_two(
+    api: RunningApi, client: httpx.AsyncClient
+) -> None:
+    """The claim, the stock check-and-decrement, the order, its items and its outbox row
+    are one statement; a key adds the recording of the answer; a replay is the claim
+    that finds the key taken and the read of the stored answer."""
+    user = await create_user(client)
+    lamp = await create_product(client, stock=10)
+    bulb = await create_product(client, stock=10)
+    lines = [(lamp["id"], 1), (bulb["id"], 2), (lamp["id"], 1)]
+
+    with count_statements(api.resources) as plain:
+        assert (await place_order(client, user["id"], lines)).status_code == 201
+    with count_statements(api.resources) as keyed:
+        first = await place_order(client, user["id"], lines, **{"Idempotency-Key": "once"})
+    with count_statements(api.resources) as replayed:
+        again = await place_order(client, user["id"], lines, **{"Idempotency-Key": "once"})
+
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content
+    assert len(plain) == 1, plain
+    assert len(keyed) == 2, keyed
+    assert len(replayed) == 2, replayed
+
+
+async def test_refused_orders_leave_no_outbox_row_and_no_stock_change(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    user = await create_user(client)
+    plenty = await create_product(client, stock=100)
+    scarce = await create_product(client, stock=1)
+    before = await db.fetch("SELECT id, stock, updated_at FROM products ORDER BY id")
+
+    refused = [
+        await place_order(client, user["id"], [(plenty["id"], 5), (scarce["id"], 2)]),
+        await place_order(client, 4242, [(plenty["id"], 5)]),
+        await place_order(client, user["id"], [(plenty["id"], 5), (999, 1)]),
+    ]
+
+    assert [r.status_code for r in refused] == [409, 422, 422]
+    assert await db.fetch("SELECT id, stock, updated_at FROM products ORDER BY id") == before
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 0
+    assert await counts(db) == (0, 0, 0)
+
+
+async def test_an_order_writes_its_outbox_row_and_items_in_line_order(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    user = await create_user(client)
+    a = await create_product(client, price_cents=300, stock=10)
+    b = await create_product(client, price_cents=200, stock=10)
+    lines = [(b["id"], 1), (a["id"], 2), (b["id"], 3)]
+
+    order = (await place_order(client, user["id"], lines)).json()
+
+    assert [(i["product_id"], i["quantity"]) for i in order["items"]] == lines
+    assert order["total_cents"] == 1 * 200 + 2 * 300 + 3 * 200
+    stored = await db.fetch(
+        "SELECT product_id, quantity, unit_price_cents FROM order_items ORDER BY id"
+    )
+    assert [tuple(row) for row in stored] == [
+        (p, q, 200 if p == b["id"] else 300) for p, q in lines
+    ]
+    outbox = await db.fetch("SELECT task, payload FROM outbox")
+    assert [(row["task"], json.loads(row["payload"])) for row in outbox] == [
+        ("stampede.orders.send_confirmation", {"order_id": order["id"]})
+    ]
+    assert await stock(db, a["id"]) == 8
+    assert await stock(db, b["id"]) == 6

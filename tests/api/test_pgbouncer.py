@@ -220,3 +220,39 @@ async def test_a_read_is_one_round_trip_when_the_pooler_tracks_prepared_statemen
         costs[tracks] = await _round_trips_of_one_read(settings, quiet_pgbouncer, read_urls[1])
     # Safe mode: BEGIN, prepare, execute, ROLLBACK. Tracked: the cached statement's execute.
     assert costs == {False: (1, 4), True: (1, 1)}, costs
+
+
+@pytest.mark.parametrize(("tracks", "round_trips"), [(False, 6), (True, 4)])
+async def test_an_order_holds_its_transaction_for_a_few_round_trips(
+    migrated_postgres: DatabaseEndpoint,
+    quiet_pgbouncer: DatabaseEndpoint,
+    cache_redis_server: RedisEndpoint,
+    tracks: bool,
+    round_trips: int,
+) -> None:
+    """BEGIN, the placing statement, the recording of the answer under the
+    Idempotency-Key, COMMIT, however many lines the order has: six round trips in safe
+    mode (each statement prepared, then executed), four with cached statements."""
+    settings = make_settings(
+        migrated_postgres,
+        quiet_pgbouncer,
+        cache_redis_server,
+        pooler_tracks_prepared_statements=tracks,
+    )
+    async with running_api(settings) as api:
+        user = await create_user(api.client, f"rt-{free_port()}@example.com")
+        products = [(await create_product(api.client, stock=100))["id"] for _ in range(5)]
+        costs = []
+        # The first order on a connection also pays its type introspection: left out.
+        for n, lines in enumerate([products[:1], products[:1], products]):
+            before = pgbouncer_totals(quiet_pgbouncer)
+            response = await place_order(
+                api.client,
+                user["id"],
+                [(product_id, 1) for product_id in lines],
+                **{"Idempotency-Key": f"rt-{free_port()}-{n}"},
+            )
+            assert response.status_code == 201, response.text
+            after = pgbouncer_totals(quiet_pgbouncer)
+            costs.append(tuple(m - k for m, k in zip(after, before, strict=True)))
+    assert costs[1:] == [(1, round_trips), (1, round_trips)], costs

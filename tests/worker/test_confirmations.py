@@ -71,7 +71,11 @@ async def test_second_call_sends_nothing(
     first = confirmations.send_order_confirmation(engine, worker_settings, token="a", **args)
     again = confirmations.send_order_confirmation(engine, worker_settings, token="b", **args)
 
-    assert (first, again) == ("sent", "already-sent")
+    user_id = await db.fetchval("SELECT user_id FROM orders WHERE id = $1", order_id)
+    assert (first, again) == (
+        confirmations.Delivery("sent", user_id),
+        confirmations.Delivery("already-sent", user_id),
+    )
     assert len(smtp_server.handler.accepted()) == 1
     row = await db.fetchrow("SELECT attempts, claimed_by, sent_at FROM email_deliveries")
     assert row is not None
@@ -153,6 +157,6 @@ async def test_any_database_error_after_acceptance_retries_the_record_never_the_
 
     confirmations.record_accepted(engine, worker_settings, token=accepted.value.token, **args)
     again = confirmations.send_order_confirmation(engine, worker_settings, token="b", **args)
-    assert again == "already-sent"
+    assert again.outcome == "already-sent"
     assert len(smtp_server.handler.accepted()) == 1
     assert await db.fetchval("SELECT confirmation_status FROM orders") == "sent"

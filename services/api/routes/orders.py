@@ -12,8 +12,8 @@ from services.api.routing import ApiRoute
 from services.api.schemas.common import MAX_BIGINT
 from services.api.schemas.orders import OrderCreate, OrderPublic
 from services.core.api_keys import Scope
-from services.core.shop import orders
-from services.core.shop.orders import OrderLine, StoredResponse
+from services.core.shop import orders, placement
+from services.core.shop.placement import IdempotencyClaim, OrderLine, StoredResponse
 
 router = APIRouter(prefix="/orders", tags=["orders"], route_class=ApiRoute)
 
@@ -49,23 +49,25 @@ async def create_order(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Place an order: stock is checked and decremented atomically, all or nothing."""
-    if idempotency_key is not None:
-        stored = await orders.claim_idempotency_key(session, idempotency_key, _fingerprint(body))
-        if stored is not None:
-            return Response(
-                stored.body,
-                status_code=stored.status,
-                media_type=JSON,
-                headers={"Idempotent-Replayed": "true"},
-            )
-    order = await orders.place_order(
+    claim = (
+        None if idempotency_key is None else IdempotencyClaim(idempotency_key, _fingerprint(body))
+    )
+    placed = await placement.place_order(
         session,
         user_id=body.user_id,
         lines=[OrderLine(item.product_id, item.quantity) for item in body.items],
+        idempotency=claim,
     )
-    answer = StoredResponse(status=201, body=OrderPublic.model_validate(order).model_dump_json())
-    if idempotency_key is not None:
-        await orders.record_idempotent_response(session, idempotency_key, order.id, answer)
+    if isinstance(placed, StoredResponse):
+        return Response(
+            placed.body,
+            status_code=placed.status,
+            media_type=JSON,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    answer = StoredResponse(status=201, body=OrderPublic.model_validate(placed).model_dump_json())
+    if claim is not None:
+        await placement.record_idempotent_response(session, claim.key, placed.id, answer)
     return Response(answer.body, status_code=answer.status, media_type=JSON)
 
 

@@ -42,8 +42,3 @@ async def get_user(connection: AsyncConnection, user_id: int) -> PublicUser:
     if user is None:
         raise NotFound(f"User {user_id} does not exist.")
     return user
-
-
-async def user_exists(session: AsyncSession, user_id: int) -> bool:
-    found = await session.scalar(select(User.id).where(User.id == user_id))
-    return found is not None
