@@ -49,6 +49,8 @@ class Drain:
     """How the pipeline caught up once the load stopped."""
 
     pending_at_stop: int
+    # The most seen at once: requests still in flight when the load stopped add theirs.
+    peak: int
     left: int  # still pending when the wait ended
     seconds: float  # until none was left, or the whole wait if some were
 
@@ -59,7 +61,7 @@ class Drain:
     @property
     def rate(self) -> float:
         """Confirmations sent per second while draining."""
-        sent = self.pending_at_stop - self.left
+        sent = self.peak - self.left
         return sent / self.seconds if self.seconds else 0.0
 
 
@@ -67,11 +69,12 @@ def wait_for_drain(after_order_id: int, limit_s: float) -> Drain:
     """Poll until every confirmation of the orders after ``after_order_id`` is sent (or
     failed), for at most ``limit_s``."""
     started = time.monotonic()
-    pending_at_stop = left = pending_confirmations(after_order_id)
+    pending_at_stop = peak = left = pending_confirmations(after_order_id)
     while left and time.monotonic() - started < limit_s:
         time.sleep(POLL_S)
         left = pending_confirmations(after_order_id)
-    return Drain(pending_at_stop, left, time.monotonic() - started)
+        peak = max(peak, left)
+    return Drain(pending_at_stop, peak, left, time.monotonic() - started)
 
 
 @contextmanager

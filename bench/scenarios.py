@@ -80,11 +80,12 @@ class Load:
         *,
         script: str | None = None,
         script_args: tuple[object, ...] = (),
+        warmup_args: tuple[object, ...] | None = None,
         seconds: int | None = None,
         floors: tuple[str, ...] = (),
         unit: str = "req/s",
     ) -> Row:
-        def run(seconds: int) -> WrkReport:
+        def run(seconds: int, args: tuple[object, ...]) -> WrkReport:
             return wrk(
                 url,
                 seconds=seconds,
@@ -92,12 +93,12 @@ class Load:
                 threads=self.threads,
                 cpus=self.wrk_cpus,
                 script=script,
-                script_args=script_args,
+                script_args=args,
             )
 
         if self.warmup:
-            run(self.warmup)
-        report = run(seconds or self.seconds)
+            run(self.warmup, script_args if warmup_args is None else warmup_args)
+        report = run(seconds or self.seconds, script_args)
         row = Row(name, report.rps, report.p50_ms, report.p99_ms, report.errors, floors, unit)
         print(
             f"  {name:<38} {row.rps:>9.0f} {unit:<8} p50 {row.p50_ms:7.2f} ms  "
@@ -168,49 +169,37 @@ def writes(load: Load, shop: Shop, plan: WriteLoad, outcome: Outcome) -> None:
             env = {**load.server_env, "STAMPEDE_BENCH_DSN": dsn}
             with gunicorn(RAW_FLOOR_APP, f"raw-{route}", env, load.server_cpus, "/") as url:
                 name = raw("order transaction", route)
-                args = (*order_args, f"{run}-{route}")
                 outcome.rows.append(
                     load.measure(
-                        name, url, script="new_orders.lua", script_args=args, unit="orders/s"
+                        name,
+                        url,
+                        script="new_orders.lua",
+                        script_args=(*order_args, f"{run}-{route}"),
+                        warmup_args=(*order_args, f"{run}-{route}-warmup"),
+                        unit="orders/s",
                     )
                 )
     with gunicorn(API_APP, "writes", load.server_env, load.server_cpus) as url:
-        # Warmed up before the marker: only the sustained run's confirmations are timed.
-        wrk(
-            url,
-            seconds=load.warmup or 1,
-            connections=load.connections,
-            threads=load.threads,
-            cpus=load.wrk_cpus,
-            script="new_orders.lua",
-            script_args=(*order_args, f"{run}-warm"),
-        )
+        # Every confirmation from here on is timed: the warm-up's are long sent by the end.
         before = pipeline.last_order_id()
-        floors = (raw("order transaction", DIRECT), raw("order transaction", POOLED))
-        no_warmup = Load(
-            plan.sustain_s,
-            0,
-            load.connections,
-            load.threads,
-            load.wrk_cpus,
-            load.server_cpus,
-            load.server_env,
-        )
         outcome.rows.append(
-            no_warmup.measure(
+            load.measure(
                 f"{ORDER_WRITE} {plan.sustain_s} s",
                 url,
                 script="new_orders.lua",
                 script_args=(*order_args, f"{run}-sustained"),
-                floors=floors,
+                warmup_args=(*order_args, f"{run}-warmup"),
+                seconds=plan.sustain_s,
+                floors=(raw("order transaction", DIRECT), raw("order transaction", POOLED)),
                 unit="orders/s",
             )
         )
         outcome.drain = pipeline.wait_for_drain(before, plan.drain_wait_s)
         drain = outcome.drain
         print(
-            f"  confirmations: {drain.pending_at_stop} pending when the load stopped, "
-            f"{drain.left} left after {drain.seconds:.1f} s ({drain.rate:.0f}/s)",
+            f"  confirmations: {drain.pending_at_stop} pending when the load stopped "
+            f"(at most {drain.peak}), {drain.left} left after {drain.seconds:.1f} s "
+            f"({drain.rate:.0f}/s)",
             flush=True,
         )
         outcome.offered = offered(url, shop, plan, run)
