@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 # A request that finds every open connection busy opens another, up to this many.
 MAX_CONNECTIONS = 256
+# From when a request was due, waiting for a connection included: an overloaded server
+# gives failures, not a run that lasts as long as its backlog.
 TIMEOUT_S = 10.0
 
 
@@ -96,6 +98,7 @@ class _Connections:
             self._freed.notify()
 
     async def drop(self, connection: Connection | None) -> None:
+        """Close ``connection`` (None: one that failed to open) and free its place."""
         if connection is not None:
             connection[1].close()
         async with self._freed:
@@ -110,19 +113,24 @@ class _Connections:
 async def _exchange(
     connections: _Connections, request: bytes, due: float, expect: int, tally: _Tally
 ) -> None:
-    connection = None
-    try:
-        connection = await connections.take()
-        reader, writer = connection
+    taken: list[Connection] = []
+
+    async def send_and_read() -> int:
+        taken.append(await connections.take())
+        reader, writer = taken[0]
         writer.write(request)
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT_S)
-        status, length = status_and_length(head)
-        await asyncio.wait_for(reader.readexactly(length), TIMEOUT_S)
+        status, length = status_and_length(await reader.readuntil(b"\r\n\r\n"))
+        await reader.readexactly(length)
+        return status
+
+    try:
+        status = await asyncio.wait_for(send_and_read(), due + TIMEOUT_S - time.perf_counter())
     except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
         tally.failed += 1
-        await connections.drop(connection)
+        if taken:
+            await connections.drop(taken[0])
         return
-    await connections.give_back(connection)
+    await connections.give_back(taken[0])
     if status == expect:
         tally.latencies_ms.append((time.perf_counter() - due) * 1e3)
     else:
