@@ -11,7 +11,7 @@ LUA_DIR = Path(__file__).resolve().parent / "lua"
 # wrk's default (2 s) counts a slow order as an error and drops its latency from the
 # percentiles; the open-loop generator waits as long.
 TIMEOUT_S = 10
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class WrkReport:
 
 
 def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
     if match is None:
         raise ValueError(f"not a wrk duration: {text!r}")
     return float(match[1]) * _UNITS[match[2]]
@@ -50,7 +50,7 @@ def _search(pattern: str, text: str) -> re.Match[str]:
 
 def parse(report: str) -> WrkReport:
     """The figures of ``wrk --latency``'s report."""
-    done = _search(r"(\d+) requests in ([\d.]+)(us|ms|s),", report)
+    done = _search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h),", report)
     failed = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", report)
     sockets = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", report

@@ -55,6 +55,11 @@ def test_a_clean_wrk_report_has_no_errors() -> None:
     assert report.p99_ms == 0.85
 
 
+def test_a_minute_long_run_is_read_in_minutes() -> None:
+    report = parse(WRK_REPORT.replace("in 10.00s,", "in 1.00m,"))
+    assert report.seconds == 60.0
+
+
 def test_a_report_without_latencies_is_refused() -> None:
     with pytest.raises(ValueError, match="50%"):
         parse("  10 requests in 1.00s, 1KB read\n")
