@@ -13,12 +13,14 @@ pulls all ratios towards 1. Postgres, PgBouncer and the pipeline stay unpinned.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
 import time
 
 from bench import pipeline, scenarios
+from bench.pipeline import Drain
 from bench.report import table
 from bench.scenarios import (
     BARE,
@@ -81,10 +83,11 @@ def targets(outcome: Outcome, args: argparse.Namespace) -> list[Target]:
         ),
         Target(
             "every confirmation sent after the load stops, within",
-            (drain.seconds if drain.drained else float("nan")) if drain else None,
+            (drain.seconds if drain.drained else math.nan) if drain else None,
             60,
             below=True,
             unit="s",
+            detail=_drain_detail(drain),
         ),
         Target(
             f"POST /orders p99 at {args.rate:.0f} orders/s offered",
@@ -94,6 +97,15 @@ def targets(outcome: Outcome, args: argparse.Namespace) -> list[Target]:
             unit="ms",
         ),
     ]
+
+
+def _drain_detail(drain: Drain | None) -> str:
+    if drain is None:
+        return ""
+    if drain.drained:
+        return f"{drain.peak} confirmations at {drain.rate:.0f}/s"
+    left = f"{drain.left} of {drain.peak} still pending after {drain.seconds:.0f} s"
+    return f"{left}, at {drain.rate:.0f}/s"
 
 
 def _groups(value: str) -> list[str]:
@@ -173,7 +185,7 @@ def main() -> int:
     if outcome.drain:
         drain = outcome.drain
         print(
-            f"\nAfter the sustained orders: {drain.pending_at_stop} confirmations pending, "
+            f"\nAfter the sustained orders: {drain.peak} confirmations pending, "
             + (
                 f"all sent {drain.seconds:.1f} s later"
                 if drain.drained

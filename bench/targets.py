@@ -19,6 +19,7 @@ class Target:
     threshold: float
     below: bool = False
     unit: str = "x"
+    detail: str = ""  # said after the figure, e.g. why there is none
 
     @property
     def verdict(self) -> str:
@@ -34,10 +35,14 @@ class Target:
         wanted = f"{relation} {_figure(self.threshold, self.unit)}"
         if self.measured is None:
             return f"SKIP  {self.label} ({wanted}): not measured in this run"
-        return f"{self.verdict}  {self.label}: {_figure(self.measured, self.unit)} ({wanted})"
+        detail = f"; {self.detail}" if self.detail else ""
+        figure = _figure(self.measured, self.unit)
+        return f"{self.verdict}  {self.label}: {figure} ({wanted}){detail}"
 
 
 def _figure(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "none"
     if unit == "x":
         return f"{value:.2f}x"
     return f"{value:.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"

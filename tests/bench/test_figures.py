@@ -102,6 +102,11 @@ def test_a_target_line_shows_figure_and_threshold() -> None:
     assert orders == "MISS  accepted: 431 orders/s (≥ 500 orders/s)"
 
 
+def test_a_target_never_reached_says_why() -> None:
+    line = Target("all sent within", math.nan, 60, below=True, unit="s", detail="9 left").line()
+    assert line == "MISS  all sent within: none (< 60.0 s); 9 left"
+
+
 def test_ratio_of_what_was_not_measured_is_none() -> None:
     assert ratio(50.0, 100.0) == 0.5
     assert ratio(None, 100.0) is None
