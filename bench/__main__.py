@@ -172,6 +172,11 @@ def main() -> int:
     started = time.monotonic()
     outcome = Outcome()
     shop = pipeline.shop()
+    # Confirmations an earlier run left would be sent during this one, on the same cores.
+    leftover = pipeline.pending_confirmations(after_order_id=0)
+    if leftover:
+        print(f"waiting for {leftover} confirmations left by an earlier run", flush=True)
+        pipeline.wait_for_drain(0, args.drain_wait * 2)
     if "cached" in args.only:
         scenarios.cached(load, outcome)
     if "reads" in args.only:
