@@ -39,7 +39,7 @@ migrate: ## Apply the migrations to the local stack's database
 seed: ## Re-seed the local stack's demo data (SEED_ARGS='--scale 100' or '--users 1000')
 	$(DEV) uv run python -m devstack.seed $(SEED_ARGS)
 
-bench: up ## wrk against the local stack, each row beside its floor (BENCH_ARGS=--isolate)
+bench: up ## Each row beside its floors, PASS/MISS per target (BENCH_ARGS="--only reads", --isolate)
 	@devstack/install-deps.sh --bench
 	uv run python -m bench $(BENCH_ARGS)
 

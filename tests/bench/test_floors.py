@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.__main__ import capture
+from bench.servers import capture
 from devstack.servers import LOCALHOST, free_port
 
 REPO = Path(__file__).resolve().parents[2]
