@@ -57,6 +57,12 @@ def setup_for(scenario: str, values: dict[str, Any], smtp: Smtp) -> ScenarioSetu
         if auth["enabled"] and auth["existingSecret"]:
             password = os.urandom(12).hex()
             existing.append(secret(auth["existingSecret"], {"redis-password": password}))
+    if values["api"]["auth"]["existingSecret"]:
+        # The production shape keeps the API keys' HMAC key in a Secret of its own.
+        hmac_key = os.urandom(32).hex()
+        existing.append(
+            secret(values["api"]["auth"]["existingSecret"], {"api-key-hmac-key": hmac_key})
+        )
     if values["smtp"]["existingSecret"]:
         # The test's SMTP server offers no AUTH: no username, so the worker never logs in.
         set_values["smtp.username"] = ""
