@@ -55,28 +55,27 @@ async def _one(
 
 async def drill(args: argparse.Namespace) -> int:
     controls = Controls()
-    chosen = [
-        (s, s.short_hold_s if args.short else s.hold_s)
-        for s in SCENARIOS
-        if (not args.only or s.name in args.only) and not (args.short and s.short_hold_s is None)
-    ]
+    chosen: list[tuple[Scenario, float]] = []
+    for scenario in SCENARIOS:
+        hold_s = scenario.short_hold_s if args.short else scenario.hold_s
+        if hold_s is not None and (not args.only or scenario.name in args.only):
+            chosen.append((scenario, hold_s))
     wall_start = time.time()
     runs = []
     for index, (scenario, hold_s) in enumerate(chosen):
-        assert hold_s is not None
-        print(f"[{index + 1}/{len(chosen)}] {scenario.name} ...", flush=True)
+        print(f"[{index + 1}/{len(chosen)}] {scenario.title(hold_s)} ...", flush=True)
         runs.append((scenario, *await _one(scenario, hold_s, args, controls, seed=index * 100)))
     keys = [key for _, record, _, _ in runs for key in record.order_keys]
     print(f"waiting for {len(keys)} orders' confirmations ...", flush=True)
     stored, drain_s = await delivery.wait_for_confirmations(keys, within_s=args.drain_timeout)
     emails = delivery.emails_per_order(since=wall_start)
     rows = []
-    for scenario, record, window, began in runs:
+    for (scenario, record, window, began), (_, hold_s) in zip(runs, chosen, strict=True):
         mine = [stored.by_key[key] for key in record.order_keys if key in stored.by_key]
         acknowledged = tuple(o.order_id for o in record.outcomes if o.order_id is not None)
         rows.append(
             report.row(
-                scenario.name,
+                scenario.title(hold_s),
                 record,
                 window,
                 began,
@@ -100,7 +99,9 @@ async def drill(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.drill", description=__doc__)
     parser.add_argument("--short", action="store_true", help="the CI drill: shorter faults")
-    parser.add_argument("--only", action="append", help="run only this fault (repeatable)")
+    parser.add_argument(
+        "--only", action="append", help="run only faults of this name, e.g. 'Postgres down'"
+    )
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s in all")
     parser.add_argument("--before", type=float, default=3.0)
