@@ -2,7 +2,9 @@
 
 Each (policy, identity) has a theoretical arrival time (TAT) in the cache Redis, moved
 by one atomic script (:data:`_GCRA`). A process does not ask Redis per request: it takes
-an *allowance* of up to ``batch`` requests at once, spends it locally (a dict lookup and
+an *allowance* of up to an allowance-lifetime's worth of the policy's rate (at least
+``batch``, at most a tenth of the burst) at once, one refill per key at a time, spends it
+locally (a dict lookup and
 a decrement, so a cached hit stays cheap) and asks again when it is spent or older than
 ``allowance_ttl_s`` (unspent requests then lapse: a process never hoards). A refusal is
 remembered locally until its ``Retry-After`` has passed, so a client over its limit
@@ -162,6 +164,7 @@ class RateLimiter:
         self._max_keys = max_keys
         self._clock = clock
         self._allowances: OrderedDict[str, _Allowance] = OrderedDict()
+        self._refills: dict[str, asyncio.Event] = {}
         self._fallback = _LocalGcra()
         self._tallies: dict[tuple[str, Outcome], CounterTally] = {}
         # This process's decisions, which tests read.
@@ -169,23 +172,39 @@ class RateLimiter:
 
     async def check(self, policy: Policy, identity: str) -> Decision:
         key = f"{policy.name}:{identity}"
-        now = self._clock()
-        allowance = self._allowances.get(key)
-        if allowance is not None:
-            if allowance.tokens > 0 and now < allowance.expires:
-                allowance.tokens -= 1
-                left = allowance.remaining + allowance.tokens
-                return self._count(policy, Decision(True, left, 0.0))
-            if now < allowance.blocked_until:
-                return self._count(policy, Decision(False, 0, allowance.blocked_until - now))
-        decision = await self._from_redis(policy, key, now)
+        while True:
+            now = self._clock()
+            allowance = self._allowances.get(key)
+            if allowance is not None:
+                if allowance.tokens > 0 and now < allowance.expires:
+                    allowance.tokens -= 1
+                    left = allowance.remaining + allowance.tokens
+                    return self._count(policy, Decision(True, left, 0.0))
+                if now < allowance.blocked_until:
+                    return self._count(policy, Decision(False, 0, allowance.blocked_until - now))
+            # One refill per key at a time: the requests that found the allowance spent
+            # meanwhile wait for it rather than each asking Redis (and each overwriting
+            # the allowance the others were granted).
+            refill = self._refills.get(key)
+            if refill is None:
+                break
+            await refill.wait()
+        refill = self._refills[key] = asyncio.Event()
+        try:
+            decision = await self._from_redis(policy, key, now)
+        finally:
+            del self._refills[key]
+            refill.set()
         return self._count(policy, decision)
 
     async def _from_redis(self, policy: Policy, key: str, now: float) -> Decision:
         if not self._breaker.allow():
             return self._fallback.take(key, policy, now, self._max_keys)
-        # Never more than a tenth of the burst at once: the other processes need theirs.
-        want = max(1, min(self._batch, policy.burst // 10))
+        # Enough for this process's share of an allowance's lifetime at the policy's rate
+        # (at least ``batch``), so a busy key costs a Redis call per allowance, not per
+        # few requests; never more than a tenth of the burst: other processes need theirs.
+        lifetime_share = math.ceil(policy.rate_per_s * self._ttl_s)
+        want = max(1, min(policy.burst // 10, max(self._batch, lifetime_share)))
         interval_ms = policy.interval_s * 1000
         try:
             async with asyncio.timeout(self._timeout):

@@ -313,9 +313,10 @@ class RateLimitSettings(BaseModel):
         20.0, gt=0, description="Per client IP, for requests without a key, sustained."
     )
     anonymous_burst: int = Field(100, ge=1, description="Per client IP, at once.")
-    # Each process takes up to this many requests from Redis at once and spends them
-    # locally: a Redis call per batch, not per request (at most a tenth of the burst).
-    batch: int = Field(10, ge=1, le=1000, description="Requests a process takes at once.")
+    # Each process takes a batch of requests from Redis at once and spends them locally:
+    # a Redis call per batch, not per request. The batch is the policy's rate over
+    # allowance_ttl_s, at least this, at most a tenth of the burst.
+    batch: int = Field(10, ge=1, le=1000, description="Fewest requests a process takes at once.")
     allowance_ttl_s: float = Field(
         1.0, gt=0, le=60, description="Unspent requests of a batch lapse after this."
     )

@@ -124,6 +124,40 @@ async def test_the_gcra_script_grants_up_to_the_batch(cache_redis_server: RedisE
     assert limiter.counts[("p", "allowed")] == 100
 
 
+async def test_a_busy_key_asks_redis_once_per_allowance_not_per_few_requests(
+    cache_redis_server: RedisEndpoint,
+) -> None:
+    """An allowance covers the policy's rate over its lifetime (here 1,000 requests), and
+    requests that find it spent wait for one refill instead of each asking Redis."""
+    client = redis.Redis.from_url(cache_redis_server.url)
+    limiter = RateLimiter(
+        client,
+        namespace=f"test-{free_port()}",
+        batch=10,
+        allowance_ttl_s=1,
+        op_timeout_s=1,
+        breaker=CircuitBreaker(failures=3, reset_s=1),
+        metrics=MetricBatch(),
+    )
+    policy = Policy("busy", rate_per_s=1000, burst=10_000)
+
+    async def script_calls() -> int:
+        stats = await client.info("commandstats")
+        return sum(
+            int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval")
+        )
+
+    try:
+        await limiter.check(policy, "warm")  # loads the script
+        before = await script_calls()
+        decisions = await asyncio.gather(*(limiter.check(policy, "k") for _ in range(500)))
+        calls = await script_calls() - before
+    finally:
+        await client.aclose()
+    assert all(d.allowed for d in decisions)
+    assert calls == 1
+
+
 @pytest.fixture
 def tight_processes(
     tmp_path: Path,
