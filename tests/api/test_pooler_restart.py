@@ -15,50 +15,31 @@ from pathlib import Path
 
 import pytest
 
-from devstack.servers import LOCALHOST, PgBouncerServer, free_port
+from devstack.servers import free_port
 from tests.support.api import RunningApi, make_settings, running_api
 from tests.support.endpoints import (
-    APP_DB,
-    APP_PASSWORD,
-    APP_USER,
     DatabaseEndpoint,
     RedisEndpoint,
-    Restartable,
+    RestartablePooler,
+    restartable_pooler,
 )
 
 CONCURRENT = 20
 
 
 @pytest.fixture
-def pooler(servers_dir: Path, migrated_postgres: DatabaseEndpoint) -> Iterator[Restartable]:
-    port = free_port()
-    pooler = Restartable(
-        PgBouncerServer(
-            workdir=servers_dir / f"pgbouncer-restart-{port}",
-            port=port,
-            postgres_port=migrated_postgres.port,
-            db_name=APP_DB,
-            app_user=APP_USER,
-            app_password=APP_PASSWORD,
-            default_pool_size=4,
-        )
-    )
-    pooler.start()
-    try:
+def pooler(servers_dir: Path, migrated_postgres: DatabaseEndpoint) -> Iterator[RestartablePooler]:
+    with restartable_pooler(servers_dir, migrated_postgres, "restart") as pooler:
         yield pooler
-    finally:
-        pooler.stop()
 
 
 @pytest.fixture
 async def api(
     migrated_postgres: DatabaseEndpoint,
-    pooler: Restartable,
+    pooler: RestartablePooler,
     cache_redis_server: RedisEndpoint,
 ) -> AsyncIterator[RunningApi]:
-    assert pooler.process is not None
-    endpoint = DatabaseEndpoint(LOCALHOST, pooler.server.port, pooler.process)
-    settings = make_settings(migrated_postgres, endpoint, cache_redis_server)
+    settings = make_settings(migrated_postgres, pooler.endpoint(), cache_redis_server)
     settings = settings.model_copy(
         update={"cache": settings.cache.model_copy(update={"enabled": False})}
     )
@@ -83,7 +64,7 @@ async def a_user(api: RunningApi) -> int:
 
 
 async def test_connections_the_pooler_closed_are_replaced_not_failed(
-    api: RunningApi, pooler: Restartable
+    api: RunningApi, pooler: RestartablePooler
 ) -> None:
     user_id = await a_user(api)
     assert set(await reads(api, user_id)) == {200}  # the pool now holds several
@@ -94,7 +75,7 @@ async def test_connections_the_pooler_closed_are_replaced_not_failed(
 
 
 async def test_a_request_waits_for_a_pooler_that_is_coming_back(
-    api: RunningApi, pooler: Restartable
+    api: RunningApi, pooler: RestartablePooler
 ) -> None:
     user_id = await a_user(api)
     pooler.stop()

@@ -105,3 +105,46 @@ class Restartable:
         if self.process is not None:
             self.process.stop()
             self.process = None
+
+
+class RestartablePooler(Restartable):
+    """A PgBouncer of a test's own (4 server connections) in front of the test database,
+    which the test may stop and start again on the same port (the sidecar restarting,
+    the pooler gone for a while)."""
+
+    server: PgBouncerServer
+
+    @property
+    def url(self) -> str:
+        return (
+            f"postgresql+asyncpg://{APP_USER}:{APP_PASSWORD}@{LOCALHOST}:{self.server.port}"
+            f"/{APP_DB}"
+        )
+
+    def endpoint(self) -> DatabaseEndpoint:
+        assert self.process is not None
+        return DatabaseEndpoint(LOCALHOST, self.server.port, self.process)
+
+
+@contextmanager
+def restartable_pooler(
+    servers_dir: Path, postgres: DatabaseEndpoint, purpose: str
+) -> Iterator[RestartablePooler]:
+    """A running :class:`RestartablePooler` under ``servers_dir``, stopped on exit."""
+    port = free_port()
+    pooler = RestartablePooler(
+        PgBouncerServer(
+            workdir=servers_dir / f"pgbouncer-{purpose}-{port}",
+            port=port,
+            postgres_port=postgres.port,
+            db_name=APP_DB,
+            app_user=APP_USER,
+            app_password=APP_PASSWORD,
+            default_pool_size=4,
+        )
+    )
+    pooler.start()
+    try:
+        yield pooler
+    finally:
+        pooler.stop()

@@ -15,46 +15,21 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from devstack.servers import LOCALHOST, PgBouncerServer, free_port
 from services.core.settings import Settings
 from tests.support.api import RunningApi
 from tests.support.delivery import emails, eventually, new_order, no_more_emails, status_becomes
-from tests.support.endpoints import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint, Restartable
+from tests.support.endpoints import DatabaseEndpoint, RestartablePooler, restartable_pooler
 from tests.support.processes import Processes
 from tests.support.smtp import SmtpServer
 
 
-class Pooler(Restartable):
-    """A PgBouncer of the worker's own, in front of the test database, that a test can
-    stop and start again on the same port."""
-
-    @property
-    def url(self) -> str:
-        return (
-            f"postgresql+asyncpg://{APP_USER}:{APP_PASSWORD}@{LOCALHOST}:{self.server.port}"
-            f"/{APP_DB}"
-        )
-
-
 @pytest.fixture
-def worker_pooler(servers_dir: Path, postgres_server: DatabaseEndpoint) -> Iterator[Pooler]:
-    port = free_port()
-    pooler = Pooler(
-        PgBouncerServer(
-            workdir=servers_dir / f"pgbouncer-worker-{port}",
-            port=port,
-            postgres_port=postgres_server.port,
-            db_name=APP_DB,
-            app_user=APP_USER,
-            app_password=APP_PASSWORD,
-            default_pool_size=4,
-        )
-    )
-    pooler.start()
-    try:
+def worker_pooler(
+    servers_dir: Path, postgres_server: DatabaseEndpoint
+) -> Iterator[RestartablePooler]:
+    """The worker's own pooler: only the worker loses its database."""
+    with restartable_pooler(servers_dir, postgres_server, "worker") as pooler:
         yield pooler
-    finally:
-        pooler.stop()
 
 
 async def test_an_accepted_email_is_recorded_after_the_outage_and_never_sent_again(
@@ -64,7 +39,7 @@ async def test_an_accepted_email_is_recorded_after_the_outage_and_never_sent_aga
     db: asyncpg.Connection,
     worker_env: dict[str, str],
     worker_settings: Settings,
-    worker_pooler: Pooler,
+    worker_pooler: RestartablePooler,
     tmp_path: Path,
 ) -> None:
     # Only the worker goes through the pooler that disappears; the api and the relay
