@@ -99,17 +99,22 @@ async def test_the_limit_refills_at_its_rate(tight_api: RunningApi) -> None:
     assert (await client.get("/products", headers=anonymous)).status_code == 200
 
 
-async def test_the_gcra_script_grants_up_to_the_batch(cache_redis_server: RedisEndpoint) -> None:
-    client = redis.Redis.from_url(cache_redis_server.url)
-    limiter = RateLimiter(
+def limiter_on(client: redis.Redis, *, allowance_ttl_s: float) -> RateLimiter:
+    """A limiter of its own (a fresh namespace) on ``client``, batches of at least 10."""
+    return RateLimiter(
         client,
         namespace=f"test-{free_port()}",
         batch=10,
-        allowance_ttl_s=5,
+        allowance_ttl_s=allowance_ttl_s,
         op_timeout_s=1,
         breaker=CircuitBreaker(failures=3, reset_s=1),
         metrics=MetricBatch(),
     )
+
+
+async def test_the_gcra_script_grants_up_to_the_batch(cache_redis_server: RedisEndpoint) -> None:
+    client = redis.Redis.from_url(cache_redis_server.url)
+    limiter = limiter_on(client, allowance_ttl_s=5)
     policy = Policy("p", rate_per_s=1, burst=100)
     try:
         decisions = [await limiter.check(policy, "a") for _ in range(100)]
@@ -130,15 +135,7 @@ async def test_a_busy_key_asks_redis_once_per_allowance_not_per_few_requests(
     """An allowance covers the policy's rate over its lifetime (here 1,000 requests), and
     requests that find it spent wait for one refill instead of each asking Redis."""
     client = redis.Redis.from_url(cache_redis_server.url)
-    limiter = RateLimiter(
-        client,
-        namespace=f"test-{free_port()}",
-        batch=10,
-        allowance_ttl_s=1,
-        op_timeout_s=1,
-        breaker=CircuitBreaker(failures=3, reset_s=1),
-        metrics=MetricBatch(),
-    )
+    limiter = limiter_on(client, allowance_ttl_s=1)
     policy = Policy("busy", rate_per_s=1000, burst=10_000)
 
     async def script_calls() -> int:
