@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.operator.allocation import Surge
 
 GROUP = "stampede.dev"
 VERSION = "v1alpha1"
@@ -54,6 +56,14 @@ class PooledConsumer(_Spec):
     max_surge: int | str | None = Field(None, alias="maxSurge")
     role: str | None = None
     pgbouncer: PgBouncerSpec
+
+    @field_validator("max_surge")
+    @classmethod
+    def _surge_is_a_count_or_a_percentage(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not value.rstrip("%").isdigit():
+            raise ValueError(f"maxSurge must be a count or a percentage like 25%: {value!r}")
+        Surge.parse(value)
+        return value
 
     @model_validator(mode="after")
     def _min_below_max(self) -> PooledConsumer:
