@@ -89,15 +89,17 @@ def build_registry(
         def login_in_cluster(**kwargs: Any) -> kopf.ConnectionInfo | None:
             return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
-    @kopf.index("apps", "v1", "deployments", registry=registry)
+    @kopf.index("apps", "v1", "deployments", id="deployments", registry=registry)
     def deployments(name: str, body: kopf.Body, **_: Any) -> dict[str, DeploymentFacts]:
         return {name: deployment_facts(body)}
 
-    @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", registry=registry)
+    @kopf.index(
+        "autoscaling", "v2", "horizontalpodautoscalers", id="autoscalers", registry=registry
+    )
     def autoscalers(name: str, body: kopf.Body, **_: Any) -> dict[str, HPAFacts]:
         return {name: hpa_facts(body)}
 
-    @kopf.index("", "v1", "pods", registry=registry)
+    @kopf.index("", "v1", "pods", id="pods", registry=registry)
     def pods(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str | None, PodFacts]:
         return {namespace: pod_facts(body)}
 
@@ -115,7 +117,9 @@ def build_registry(
         if meta.get("generation") != status.get("observedGeneration"):
             wakeups.of(f"{namespace}/{name}").set()
 
-    @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=5.0)
+    @kopf.daemon(
+        GROUP, VERSION, PLURAL, id="keep_within_budget", registry=registry, cancellation_timeout=5.0
+    )
     async def keep_within_budget(
         namespace: str | None,
         name: str,
