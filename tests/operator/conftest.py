@@ -18,7 +18,9 @@ MAX_CONNECTIONS = 40
 
 
 @pytest.fixture(scope="module")
-def budget_postgres(servers_dir: Path, request: pytest.FixtureRequest) -> Iterator[DatabaseEndpoint]:
+def budget_postgres(
+    servers_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[DatabaseEndpoint]:
     """A Postgres of its own (max_connections 40, 3 reserved for superusers)."""
     workdir = servers_dir / f"postgres-{request.module.__name__.rsplit('.', 1)[-1]}"
     server = PostgresServer(

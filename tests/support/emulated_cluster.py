@@ -21,7 +21,6 @@ import kmock
 import kopf
 from lightkube import AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.types import PatchType
 
 from services.operator.in_cluster import run_in_cluster
 from services.operator.settings import OperatorSettings
@@ -59,7 +58,10 @@ def client_for(url: str) -> AsyncClient:
             "clusters": [{"name": "kmock", "cluster": {"server": url}}],
             "users": [{"name": "tests", "user": {"token": "kmock-ignores-it"}}],
             "contexts": [
-                {"name": "kmock", "context": {"cluster": "kmock", "user": "tests", "namespace": NAMESPACE}}
+                {
+                    "name": "kmock",
+                    "context": {"cluster": "kmock", "user": "tests", "namespace": NAMESPACE},
+                }
             ],
             "current-context": "kmock",
         }
@@ -113,7 +115,10 @@ class EmulatedCluster:
         assert response.status < 300, await response.text()
 
     async def _patch(self, path: str, body: dict[str, Any]) -> None:
-        body = {**body, "metadata": {**body.get("metadata", {}), "resourceVersion": str(next(_versions))}}
+        body = {
+            **body,
+            "metadata": {**body.get("metadata", {}), "resourceVersion": str(next(_versions))},
+        }
         response = await self.emulator.patch(
             path, json=body, headers={"Content-Type": "application/merge-patch+json"}
         )
@@ -129,6 +134,10 @@ class EmulatedCluster:
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
         body = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name), "data": encoded}
         await self._post(f"/api/v1/namespaces/{NAMESPACE}/secrets", body)
+
+    async def change_secret(self, name: str, data: Mapping[str, str]) -> None:
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        await self._patch(f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}", {"data": encoded})
 
     async def config_map(self, name: str, data: Mapping[str, str]) -> None:
         body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name), "data": data}
@@ -226,7 +235,9 @@ class EmulatedCluster:
 
     async def remove_pod(self, name: str) -> None:
         """The terminated pod's containers exited: the object goes."""
-        await self._patch(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}", {"metadata": {"finalizers": []}})
+        await self._patch(
+            f"/api/v1/namespaces/{NAMESPACE}/pods/{name}", {"metadata": {"finalizers": []}}
+        )
 
     async def budget(self, name: str, spec: dict[str, Any]) -> None:
         body = {
@@ -265,7 +276,7 @@ class EmulatedCluster:
 
 @asynccontextmanager
 async def operator_running(
-    cluster: EmulatedCluster, settings: OperatorSettings | None = None
+    cluster: EmulatedCluster, settings: OperatorSettings | None = None, liveness: bool = False
 ) -> AsyncIterator[None]:
     """The operator's kopf in this event loop, logged in to the emulator, until exit."""
     settings = settings or OperatorSettings(namespace=NAMESPACE, retry_interval_s=0.5)
@@ -277,7 +288,12 @@ async def operator_running(
     client = client_for(cluster.url)
     task = asyncio.create_task(
         run_in_cluster(
-            settings, client=client, login=login, liveness=False, stop_flag=stop, ready_flag=ready
+            settings,
+            client=client,
+            login=login,
+            liveness=liveness,
+            stop_flag=stop,
+            ready_flag=ready,
         )
     )
     try:

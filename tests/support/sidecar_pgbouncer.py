@@ -15,7 +15,7 @@ from devstack.pgbouncer_builds import CURRENT_PGBOUNCER
 from devstack.servers import SERVER_LOGIN_RETRY_S, ServerError
 
 OPERATOR_ADMIN = "pool-admin"
-OPERATOR_ADMIN_PASSWORD = "pool-admin-secret"  # noqa: S105 - the tests' own
+OPERATOR_ADMIN_PASSWORD = "pool-admin-secret"
 
 
 @dataclass(frozen=True)
@@ -85,4 +85,3 @@ syslog = 0
 
     def is_ready(self) -> bool:
         return accepts_tcp(self.port, host=self.address)
-
