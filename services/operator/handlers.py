@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from pydantic import ValidationError
 
 from services.operator import metrics
 from services.operator.cycle import next_delay, run_cycle
-from services.operator.kube_client import patch_status
+from services.operator.kube_client import KubeError, describe, patch_status
 from services.operator.kube_io import KubeBudgetIO
 from services.operator.kube_observation import (
     DeploymentFacts,
@@ -118,7 +118,14 @@ def build_registry(
             wakeups.of(f"{namespace}/{name}").set()
 
     @kopf.daemon(
-        GROUP, VERSION, PLURAL, id="keep_within_budget", registry=registry, cancellation_timeout=5.0
+        GROUP,
+        VERSION,
+        PLURAL,
+        id="keep_within_budget",
+        registry=registry,
+        cancellation_timeout=5.0,
+        # An unforeseen crash restarts the loop soon, not after kopf's default minute.
+        backoff=2.0,
     )
     async def keep_within_budget(
         namespace: str | None,
@@ -186,8 +193,8 @@ async def _reconcile(
     result = await run_cycle(key, spec, observation, io, previous, generation)
     try:
         await patch_status(client, namespace, name, result.status)
-    except ApiError as error:
-        logger.warning(f"status not written: {error.status.message}")
+    except KubeError as error:
+        logger.warning(f"status not written: {describe(error)}")
         return settings.retry_interval_s
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
@@ -225,8 +232,8 @@ async def _invalid(
     status = {"conditions": [condition, *others], "observedGeneration": generation}
     try:
         await patch_status(client, namespace, name, status)
-    except ApiError as error:
-        logger.warning(f"status not written: {error.status.message}")
+    except KubeError as error:
+        logger.warning(f"status not written: {describe(error)}")
     if changed:
         kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
     metrics.CONDITION.labels(key, "Ready").set(0)

@@ -8,6 +8,7 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
@@ -22,13 +23,31 @@ from services.operator.spec import GROUP, KIND, PLURAL, POOL_FILE_KEY, VERSION
 ConnectionBudget = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 FIELD_MANAGER = "stampede-operator"
 
+# What lightkube raises: ApiError for a Kubernetes Status answer, its HTTP client's errors
+# for anything else (an answer of another content type, a connection refused, a timeout).
+KubeError = (ApiError, httpx2.HTTPError)
+
+
+def status_code(error: Exception) -> int | None:
+    if isinstance(error, ApiError):
+        return error.status.code
+    if isinstance(error, httpx2.HTTPStatusError):
+        return error.response.status_code
+    return None
+
+
+def describe(error: Exception) -> str:
+    if isinstance(error, ApiError):
+        return str(error.status.message)
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
 
 async def read_secret(client: AsyncClient, namespace: str, name: str) -> dict[str, str]:
     """A Secret's decoded data; ConfigurationError when it or its data is missing."""
     try:
         secret = await client.get(Secret, name, namespace=namespace)
-    except ApiError as error:
-        raise ConfigurationError(f"Secret {name}: {error.status.message}") from error
+    except KubeError as error:
+        raise ConfigurationError(f"Secret {name}: {describe(error)}") from error
     encoded = dict(secret.data or {})
     decoded = {key: base64.b64decode(value).decode() for key, value in encoded.items()}
     return decoded | dict(secret.stringData or {})
@@ -52,11 +71,11 @@ class ConfigMapPoolStore:
     async def read(self) -> int | None:
         try:
             config_map = await self._client.get(ConfigMap, self._name, namespace=self._namespace)
-        except ApiError as error:
-            if error.status.code == 404:
+        except KubeError as error:
+            if status_code(error) == 404:
                 self._exists = False
                 return None
-            raise StoreError(f"ConfigMap {self._name}: {error.status.message}") from error
+            raise StoreError(f"ConfigMap {self._name}: {describe(error)}") from error
         self._exists = True
         return pool_file.parse((config_map.data or {}).get(POOL_FILE_KEY))
 
@@ -75,8 +94,8 @@ class ConfigMapPoolStore:
             else:
                 await self._client.create(self._new(data), field_manager=FIELD_MANAGER)
                 self._exists = True
-        except ApiError as error:
-            raise StoreError(f"ConfigMap {self._name}: {error.status.message}") from error
+        except KubeError as error:
+            raise StoreError(f"ConfigMap {self._name}: {describe(error)}") from error
 
     def _new(self, data: dict[str, str]) -> ConfigMap:
         metadata = self._owner["metadata"]

@@ -46,8 +46,4 @@ def fleet(servers_dir: Path, budget_postgres: DatabaseEndpoint) -> Iterator[PodF
 async def cluster() -> AsyncIterator[EmulatedCluster]:
     """kmock's emulated Kubernetes API, empty."""
     async with emulated_api() as emulator:
-        emulated = EmulatedCluster(emulator)
-        try:
-            yield emulated
-        finally:
-            await emulated.client.close()
+        yield EmulatedCluster(emulator)

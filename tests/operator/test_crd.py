@@ -13,27 +13,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.operator.spec import GROUP, KIND, PLURAL, VERSION, BudgetSpec
-from tests.support.chart import CHART, KUBE_VERSIONS
+from services.operator.spec import GROUP, KIND, PLURAL, BudgetSpec
+from tests.support.chart import KUBE_VERSIONS
+from tests.support.crd import crd, schema, validate
 
-CRD_FILE = CHART / "crds" / f"{PLURAL}.{GROUP}.yaml"
 EXAMPLE = Path(__file__).parent / "examples" / "connectionbudget.yaml"
-
-
-def crd() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
-    return doc
-
-
-def schema() -> dict[str, Any]:
-    version = next(v for v in crd()["spec"]["versions"] if v["name"] == VERSION)
-    result: dict[str, Any] = version["schema"]["openAPIV3Schema"]
-    return result
-
-
-def validate(obj: dict[str, Any]) -> None:
-    # openAPIV3Schema is OpenAPI 3.0's dialect of draft 4 (boolean exclusiveMinimum).
-    jsonschema.Draft4Validator(schema(), format_checker=jsonschema.FormatChecker()).validate(obj)
 
 
 def example() -> dict[str, Any]:

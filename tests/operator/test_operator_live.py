@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from services.operator.rbac import REQUIRED_RULES
 from tests.operator.conftest import MAX_CONNECTIONS
+from tests.support.crd import validate
 from tests.support.emulated_cluster import EmulatedCluster, operator_running
 from tests.support.endpoints import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
 from tests.support.operator_pods import PodFleet, burst, pool_size, wait_for_pool_sizes
@@ -26,6 +28,18 @@ BUDGET = "stampede"
 # Measured figures of this module's scenarios, written where docs/operator.md says.
 FIGURES: dict[str, str] = {}
 FIGURES_FILE = Path(__file__).resolve().parents[2] / ".cache" / "operator" / "figures.txt"
+
+
+# Every Kubernetes API call the operator made in this module's scenarios.
+CALLS: set[tuple[str, str, str]] = set()
+SCENARIOS_RUN: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def record_calls(request: pytest.FixtureRequest, cluster: EmulatedCluster) -> Iterator[None]:
+    yield
+    CALLS.update(cluster.operator_calls())
+    SCENARIOS_RUN.add(request.node.name)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -206,6 +220,16 @@ async def test_scaling_2_to_12_to_3_resizes_every_pool_within_the_budget(
         assert changes[:2] == ["api: pool unset -> 10", "api: pool 10 -> 2"]
         assert changes[-1].endswith("-> 7")
         assert not [e["message"] for e in cluster.events() if e.get("reason") == "ApplyFailedTrue"]
+        # What the operator wrote is what the CRD declares (else the API server prunes it).
+        validate(
+            {
+                "apiVersion": "stampede.dev/v1alpha1",
+                "kind": "ConnectionBudget",
+                "metadata": {"name": BUDGET},
+                "spec": spec(fleet),
+                "status": cluster.status(BUDGET),
+            }
+        )
 
 
 def _assert(condition: bool) -> None:
@@ -367,10 +391,49 @@ async def test_a_spec_change_is_applied_at_once_and_the_liveness_endpoint_answer
     async with operator_running(cluster, settings, liveness=True):
         await wait_for_pool_sizes(fleet.running(), 10)
         started = time.monotonic()
-        await cluster.change_budget(BUDGET, spec(fleet, pooled={"maxPoolSize": 6}), generation=2)
+        # A lower maximum and a ConfigMap of a new name, which the operator creates.
+        changed = spec(
+            fleet,
+            pooled={
+                "maxPoolSize": 6,
+                "pgbouncer": {
+                    "port": fleet.port,
+                    "adminSecretRef": {"name": "pool-admin"},
+                    "configMap": "api-pool-v2",
+                },
+            },
+        )
+        await cluster.change_budget(BUDGET, changed, generation=2)
         await wait_for_pool_sizes(fleet.running(), 6)
         FIGURES["spec change to every pool"] = f"{time.monotonic() - started:.2f} s"
         await eventually(lambda: _assert(cluster.status(BUDGET)["observedGeneration"] == 2))
+        created = cluster.emulator.objects["v1/configmaps", "shop", "api-pool-v2"]
+        assert created["data"]["pool.ini"] == "default_pool_size = 6\nmax_db_connections = 6\n"
+        assert created["metadata"]["ownerReferences"][0]["kind"] == "ConnectionBudget"
         async with httpx.AsyncClient(trust_env=False) as client:
             response = await client.get(f"http://127.0.0.1:{settings.health_port}/healthz")
         assert response.status_code == 200
+
+
+def test_the_rbac_rules_are_exactly_the_calls_the_operator_made() -> None:
+    """services/operator/rbac.py (which the chart's Role is checked against) lists every
+    call the scenarios above made, and nothing they did not."""
+    scenarios = {
+        name
+        for name, obj in globals().items()
+        if name.startswith("test_")
+        and callable(obj)
+        and name != "test_the_rbac_rules_are_exactly_the_calls_the_operator_made"
+    }
+    if not scenarios <= SCENARIOS_RUN:
+        pytest.skip(
+            f"needs every scenario of this module; not run: {sorted(scenarios - SCENARIOS_RUN)}"
+        )
+    required = {
+        (group, resource, verb)
+        for rule in REQUIRED_RULES
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert required == CALLS

@@ -108,7 +108,6 @@ class EmulatedCluster:
         for resource, info in RESOURCES.items():
             emulator.resources[resource] = info
         self.url = str(emulator.url).rstrip("/")
-        self.client = client_for(self.url)
 
     async def _post(self, path: str, body: dict[str, Any]) -> None:
         response = await self.emulator.post(path, json=body)
@@ -265,6 +264,22 @@ class EmulatedCluster:
             if condition["type"] == condition_type:
                 return dict(condition)
         return {}
+
+    def operator_calls(self) -> set[tuple[str, str, str]]:
+        """(API group, resource[/subresource], verb) of every request not made by the test
+        itself (whose requests carry kmock's own User-Agent); discovery left out."""
+        verbs = {"LIST": "list", "WATCH": "watch", "FETCH": "get", "CREATE": "create"}
+        verbs |= {"UPDATE": "patch", "DELETE": "delete"}
+        calls = set()
+        for request in self.emulator._requests:
+            if request.headers.get("User-Agent", "").startswith("kmock/"):
+                continue
+            resource = request.resource
+            if resource is None or resource.plural is None or request.action is None:
+                continue
+            plural = resource.plural + (f"/{request.subresource}" if request.subresource else "")
+            calls.add((resource.group or "", plural, verbs[request.action.name]))
+        return calls
 
     def events(self) -> list[dict[str, Any]]:
         return [
