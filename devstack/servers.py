@@ -270,6 +270,9 @@ class PgBouncerServer:
     max_client_conn: int = 1000
     build: PgBouncerBuild = CURRENT_PGBOUNCER
     max_prepared_statements: int = MAX_PREPARED_STATEMENTS
+    # The operator's pool file, %included last as in the chart's sidecar (it overrides
+    # default_pool_size); written with default_pool_size when it does not exist yet.
+    pool_include: Path | None = None
     run_as: str | None = field(default_factory=unprivileged_user)
 
     name = "pgbouncer"
@@ -324,8 +327,18 @@ ignore_startup_parameters = extra_float_digits
 logfile =
 pidfile =
 syslog = 0
-{self._prepared_statements_line()}""",
+{self._prepared_statements_line()}{self._pool_include_line()}""",
         )
+
+    def _pool_include_line(self) -> str:
+        if self.pool_include is None:
+            return ""
+        self.pool_include.parent.mkdir(parents=True, exist_ok=True)
+        self.pool_include.parent.chmod(0o755)
+        if not self.pool_include.exists():
+            self.pool_include.write_text(f"default_pool_size = {self.default_pool_size}\n")
+            self.pool_include.chmod(0o644)
+        return f"%include {self.pool_include}\n"
 
     def _prepared_statements_line(self) -> str:
         # PgBouncer < 1.21 refuses to start on a key it does not know.

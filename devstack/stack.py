@@ -62,6 +62,7 @@ API_PORT = 8000
 API_METRICS_PORT = 29100
 WORKER_METRICS_PORT = 29101
 RELAY_METRICS_PORT = 29102
+OPERATOR_METRICS_PORT = 29108
 PROMETHEUS_PORT = 9090
 # The exporters' usual ports plus 20000, so system-wide exporters can keep theirs.
 EXPORTER_PORTS = {
@@ -81,6 +82,7 @@ PORTS = {
     "api-metrics": API_METRICS_PORT,
     "worker-metrics": WORKER_METRICS_PORT,
     "relay-metrics": RELAY_METRICS_PORT,
+    "operator-metrics": OPERATOR_METRICS_PORT,
     "prometheus": PROMETHEUS_PORT,
     **{f"{name}-exporter": port for name, port in EXPORTER_PORTS.items()},
 }
@@ -135,7 +137,21 @@ RELAY_ENV = {
     "STAMPEDE_RELAY__METRICS_PORT": str(RELAY_METRICS_PORT),
     "STAMPEDE_RELAY__HEARTBEAT_FILE": str(STACK_DIR / "relay.heartbeat"),
 }
-WORKER_PROGRAMS = ("worker", "relay")
+# The ConnectionBudget operator's reconcile against the local PgBouncer (docs/operator.md):
+# a budget file instead of the Kubernetes API, the pool file PgBouncer %includes instead of
+# a ConfigMap. Its budget keeps the pool at the stack's default of 20.
+BUDGET_FILE = REPO / "devstack" / "connection-budget.yaml"
+POOL_FILE = STACK_DIR / "pgbouncer-pool" / "pool.ini"
+OPERATOR_STATUS_FILE = STACK_DIR / "operator-status.yaml"
+OPERATOR_COMMAND = [
+    *(sys.executable, "-m", "services.operator"),
+    *("--budget-file", str(BUDGET_FILE), "--status-file", str(OPERATOR_STATUS_FILE)),
+]
+OPERATOR_ENV = {
+    "STAMPEDE_OPERATOR_METRICS_PORT": str(OPERATOR_METRICS_PORT),
+    "STAMPEDE_OPERATOR_METRICS_ADDR": LOCALHOST,
+}
+BACKGROUND_PROGRAMS = ("worker", "relay", "operator")
 MIGRATE_COMMAND = [sys.executable, "-m", "services.migrations", "upgrade"]
 SEED_COMMAND = [sys.executable, "-m", "devstack.seed", "--if-empty"]
 # The all-scopes key `make up` creates once, for curl, scripts, the bench and the drill.
@@ -169,6 +185,7 @@ def servers() -> list[Server]:
         db_name=APP_DB,
         app_user=APP_USER,
         app_password=APP_PASSWORD,
+        pool_include=POOL_FILE,
     )
     cache_redis = RedisServer(
         workdir=STACK_DIR / "redis-cache", port=CACHE_REDIS_PORT, role="cache"
@@ -210,6 +227,7 @@ def monitoring() -> list[Server]:
             Target(component="api", port=API_METRICS_PORT),
             Target(component="worker", port=WORKER_METRICS_PORT),
             Target(component="relay", port=RELAY_METRICS_PORT),
+            Target(component="operator", port=OPERATOR_METRICS_PORT),
             *(exporter.target for exporter in exporters),
         ),
         rule_files=(ALERT_RULES,),
@@ -243,7 +261,15 @@ def programs() -> list[Program]:
             ("relay", RELAY_COMMAND, RELAY_ENV),
         )
     )
-    return [*backing, api, worker, relay]
+    operator = Program(
+        name="operator",
+        command=OPERATOR_COMMAND,
+        directory=REPO,
+        autostart=False,
+        priority=60,
+        environment=OPERATOR_ENV,
+    )
+    return [*backing, api, worker, relay, operator]
 
 
 def up() -> None:
@@ -281,10 +307,10 @@ def up() -> None:
     if created:
         print(f"Created the development API key (all scopes): {DEV_API_KEY_FILE}")
     supervisor.ensure_started("api")
-    for name in WORKER_PROGRAMS:
+    for name in BACKGROUND_PROGRAMS:
         supervisor.ensure_started(name)
     _wait_for("api", _api_ready, timeout=90)
-    for name in WORKER_PROGRAMS:
+    for name in BACKGROUND_PROGRAMS:
         _wait_for(name, functools.partial(_running, name), timeout=60)
     _print_urls(api_key)
 
@@ -417,6 +443,10 @@ def _print_urls(api_key: str) -> None:
         ("Mail files", f"{MAIL_DIR}/*.eml"),
         ("Prometheus", f"http://{LOCALHOST}:{PROMETHEUS_PORT}"),
         ("API metrics", f"http://{LOCALHOST}:{API_METRICS_PORT}/metrics"),
+        (
+            "Operator",
+            f"http://{LOCALHOST}:{OPERATOR_METRICS_PORT}/metrics  (status: {OPERATOR_STATUS_FILE})",
+        ),
         ("Logs", str(supervisor.log_dir)),
     ]
     print("\nThe local stack is up:")
