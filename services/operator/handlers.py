@@ -148,11 +148,8 @@ def build_registry(
                 delay = await _reconcile(
                     client, settings, key, body, deployments, autoscalers, pods, logger
                 )
-                try:
-                    await asyncio.wait_for(wakeup.wait(), timeout=delay)
+                if await _woken(wakeup, stopped, delay):
                     await asyncio.sleep(DEBOUNCE_S)
-                except TimeoutError:
-                    pass
         finally:
             deleted = kopf.DaemonStoppingReason.RESOURCE_DELETED
             if stopped.reason is not None and stopped.reason & deleted:
@@ -200,6 +197,19 @@ async def _reconcile(
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         logger.info(f"{event.reason}: {event.message}")
     return next_delay(result, spec, settings.retry_interval_s)
+
+
+async def _woken(wakeup: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> bool:
+    """Wait up to ``delay`` for a wakeup; return at once when the daemon is stopped (so
+    kopf removes its finalizer from a deleted budget without waiting)."""
+    wake = asyncio.ensure_future(wakeup.wait())
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({wake, stop}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        wake.cancel()
+        stop.cancel()
+    return wakeup.is_set() and not stopped
 
 
 def _one(values: Any) -> Any:

@@ -415,6 +415,32 @@ async def test_a_spec_change_is_applied_at_once_and_the_liveness_endpoint_answer
         assert response.status_code == 200
 
 
+async def test_a_deleted_budget_lets_go_at_once_and_its_series_disappear(
+    cluster: EmulatedCluster, fleet: PodFleet, budget_postgres: DatabaseEndpoint
+) -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {"budget": f"shop/{BUDGET}", "consumer": "api"}
+    await seed(cluster, fleet, budget_postgres, replicas=1)
+    async with operator_running(cluster):
+        await wait_for_pool_sizes(fleet.running(), 10)
+        await eventually(
+            lambda: _assert(REGISTRY.get_sample_value("stampede_operator_pool_size", labels) == 10)
+        )
+        started = time.monotonic()
+        await cluster.delete_budget(BUDGET)
+        # The operator's finalizer goes as soon as its loop stops, not after a timeout.
+        await eventually(lambda: _assert(not cluster.budget_exists(BUDGET)), within_s=3)
+        FIGURES["budget deleted to its finalizer removed"] = f"{time.monotonic() - started:.2f} s"
+        await eventually(
+            lambda: _assert(
+                REGISTRY.get_sample_value("stampede_operator_pool_size", labels) is None
+            )
+        )
+        # The pools keep their last size: nothing else is touched on the way out.
+        assert [await pool_size(pod) for pod in fleet.running()] == [10]
+
+
 def test_the_rbac_rules_are_exactly_the_calls_the_operator_made() -> None:
     """services/operator/rbac.py (which the chart's Role is checked against) lists every
     call the scenarios above made, and nothing they did not."""

@@ -254,6 +254,13 @@ class EmulatedCluster:
             {"metadata": {"generation": generation}, "spec": spec},
         )
 
+    async def delete_budget(self, name: str) -> None:
+        await self._delete(f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}/{name}")
+
+    def budget_exists(self, name: str) -> bool:
+        key = (f"{GROUP}/{VERSION}/{PLURAL}", NAMESPACE, name)
+        return key in self.emulator.objects and not self.emulator.objects[key].deleted
+
     def status(self, name: str) -> dict[str, Any]:
         obj = self.emulator.objects[f"{GROUP}/{VERSION}/{PLURAL}", NAMESPACE, name]
         status: dict[str, Any] = dict(obj.get("status") or {})
