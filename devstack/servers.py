@@ -336,7 +336,10 @@ syslog = 0
         self.pool_include.parent.mkdir(parents=True, exist_ok=True)
         self.pool_include.parent.chmod(0o755)
         if not self.pool_include.exists():
-            self.pool_include.write_text(f"default_pool_size = {self.default_pool_size}\n")
+            size = self.default_pool_size
+            self.pool_include.write_text(
+                f"default_pool_size = {size}\nmax_db_connections = {size}\n"
+            )
             self.pool_include.chmod(0o644)
         return f"%include {self.pool_include}\n"
 

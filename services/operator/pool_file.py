@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_DEFAULT_POOL_SIZE = re.compile(r"^\s*default_pool_size\s*=\s*(\d+)\s*$", re.MULTILINE)
+_SETTING = re.compile(r"^\s*(default_pool_size|max_db_connections)\s*=\s*(\d+)\s*$", re.MULTILINE)
 
 
 def render(pool_size: int) -> str:
@@ -12,8 +12,12 @@ def render(pool_size: int) -> str:
 
 
 def parse(text: str | None) -> int | None:
-    """The pool size ``text`` sets, or None when it sets none."""
+    """The pool size ``text`` sets; None unless it sets both keys to the same size (a file
+    written by someone else is then rewritten in full)."""
     if text is None:
         return None
-    match = _DEFAULT_POOL_SIZE.search(text)
-    return int(match.group(1)) if match else None
+    values = dict(_SETTING.findall(text))
+    sizes = {values.get("default_pool_size"), values.get("max_db_connections")}
+    if len(sizes) != 1 or None in sizes:
+        return None
+    return int(sizes.pop() or 0)

@@ -3,6 +3,9 @@ pods; one pod's failure is retried and reported while the others are applied."""
 
 from __future__ import annotations
 
+import pytest
+
+from services.operator import pool_file
 from services.operator.apply import PodEndpoint, Push, StoreError, apply_pool_size
 from services.operator.pgbouncer_console import PushError
 
@@ -99,3 +102,19 @@ async def test_a_store_that_cannot_be_written_is_reported_and_the_pods_still_app
     outcome = await apply_pool_size(8, PODS, store, recording_push(log))
     assert outcome.store_error == "forbidden"
     assert outcome.applied == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        (pool_file.render(7), 7),
+        ("default_pool_size = 7\n", None),  # written by someone else: rewrite in full
+        ("default_pool_size = 7\nmax_db_connections = 9\n", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_pool_file_counts_only_when_it_sets_both_keys_alike(
+    text: str | None, size: int | None
+) -> None:
+    assert pool_file.parse(text) == size
