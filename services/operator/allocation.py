@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,8 @@ class Allocation:
 def allocate(
     capacity: int,
     reserve: int,
-    pooled: list[PooledDemand],
-    fixed: list[FixedDemand] = [],  # noqa: B006 - never mutated
+    pooled: Sequence[PooledDemand],
+    fixed: Sequence[FixedDemand] = (),
 ) -> Allocation:
     """Split ``capacity - reserve - fixed`` among the pooled consumers.
 
@@ -163,11 +165,11 @@ def allocate(
     return Allocation(capacity=capacity, budget=budget, fixed=fixed_total, shares=shares)
 
 
-def _grow(pooled: list[PooledDemand], pools: dict[str, int], remaining: int) -> None:
-    """Add one connection per pod at a time to the consumer with the lowest pool/weight."""
+def _grow(pooled: Sequence[PooledDemand], pools: dict[str, int], remaining: int) -> None:
+    """Add one connection per pod at a time to the consumer with the lowest pool/weight
+    (compared exactly; ties go by name, so the result never depends on the input order)."""
     by_name = {demand.name: demand for demand in pooled}
-    # (pool / weight as a fraction to compare exactly, name for a stable order)
-    heap = [(_ratio(pools[d.name], d.weight), d.name) for d in pooled if d.min_pool < d.max_pool]
+    heap = [(Fraction(pools[d.name], d.weight), d.name) for d in pooled if d.min_pool < d.max_pool]
     heapq.heapify(heap)
     while heap:
         _, name = heapq.heappop(heap)
@@ -178,18 +180,10 @@ def _grow(pooled: list[PooledDemand], pools: dict[str, int], remaining: int) -> 
         pools[name] += 1
         remaining -= demand.pods
         if pools[name] < demand.max_pool:
-            heapq.heappush(heap, (_ratio(pools[name], demand.weight), name))
+            heapq.heappush(heap, (Fraction(pools[name], demand.weight), name))
 
 
-def _ratio(pool: int, weight: int) -> tuple[int, int]:
-    # Compare pool/weight without floats: a/b < c/d  <=>  a*d < c*b; a common scale does it.
-    return (pool * _WEIGHT_SCALE // weight, pool)
-
-
-_WEIGHT_SCALE = 10**9
-
-
-def _max_replicas_allowed(demand: PooledDemand, pooled: list[PooledDemand], budget: int) -> int:
+def _max_replicas_allowed(demand: PooledDemand, pooled: Sequence[PooledDemand], budget: int) -> int:
     """The most replicas ``demand`` may plan (with its surge) while every consumer keeps at
     least its minimum pool and the others keep their present pod counts."""
     others = sum(d.pods * d.min_pool for d in pooled if d.name != demand.name)

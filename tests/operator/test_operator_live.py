@@ -448,6 +448,26 @@ async def test_a_deleted_budget_lets_go_at_once_and_its_series_disappear(
         assert [await pool_size(pod) for pod in fleet.running()] == [10]
 
 
+async def test_a_spec_the_operator_cannot_use_is_reported_and_changes_nothing(
+    cluster: EmulatedCluster, fleet: PodFleet, budget_postgres: DatabaseEndpoint
+) -> None:
+    # The CRD's schema cannot say minPoolSize <= maxPoolSize; the operator can.
+    await seed(
+        cluster, fleet, budget_postgres, replicas=1, pooled={"minPoolSize": 8, "maxPoolSize": 4}
+    )
+    async with operator_running(cluster):
+        await eventually(
+            lambda: _assert(cluster.condition(BUDGET, "Ready")["reason"] == "InvalidSpec")
+        )
+        assert "minPoolSize exceeds maxPoolSize" in cluster.condition(BUDGET, "Ready")["message"]
+        await eventually(lambda: _assert(_event(cluster, "InvalidSpec")["type"] == "Warning"))
+        assert [await pool_size(pod) for pod in fleet.running()] == [5]
+        # Fixed: the next generation is applied at once.
+        await cluster.change_budget(BUDGET, spec(fleet), generation=2)
+        await wait_for_pool_sizes(fleet.running(), 10)
+        await eventually(lambda: _assert(cluster.condition(BUDGET, "Ready")["status"] == "True"))
+
+
 def test_the_rbac_rules_are_exactly_the_calls_the_operator_made() -> None:
     """services/operator/rbac.py (which the chart's Role is checked against) lists every
     call the scenarios above made, and nothing they did not."""
