@@ -1,17 +1,16 @@
-"""The kopf wiring: one long-lived reconcile loop (a daemon) per ConnectionBudget, woken by
+"""The kopf wiring: one reconcile loop per ConnectionBudget (``budget_loops``), woken by
 any change of the Deployments, HPAs and Pods it reads, by a spec change, or by its timer.
 
 The Deployments, HPAs and Pods are only watched (kopf indexes and event handlers): nothing
-is ever written to them, no annotation, no finalizer. Everything kopf stores about its
-handling lives on the ConnectionBudget itself (settings.py of kopf: see ``kopf_settings``).
+is ever written to them, no annotation, no finalizer. The ConnectionBudget gets no
+finalizer either, and kopf stores nothing on it: only its status is written.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -19,6 +18,7 @@ from lightkube import AsyncClient
 from pydantic import ValidationError
 
 from services.operator import metrics
+from services.operator.budget_loops import BudgetLoop, BudgetLoops
 from services.operator.cycle import next_delay, run_cycle
 from services.operator.kube_client import KubeError, describe, patch_status
 from services.operator.kube_io import KubeBudgetIO
@@ -35,35 +35,17 @@ from services.operator.settings import OperatorSettings
 from services.operator.spec import GROUP, PLURAL, VERSION, BudgetSpec
 from services.operator.status import now_iso
 
-# Many pod events arrive together during a scale-out: reconcile once for the batch.
-DEBOUNCE_S = 0.2
-
 LoginFn = Callable[..., Awaitable[kopf.ConnectionInfo | None] | kopf.ConnectionInfo | None]
-
-
-@dataclass
-class Wakeups:
-    """One event per budget ("namespace/name"), set when something it reads changed."""
-
-    events: dict[str, asyncio.Event] = field(default_factory=dict)
-
-    def of(self, key: str) -> asyncio.Event:
-        return self.events.setdefault(key, asyncio.Event())
-
-    def wake(self, namespace: str | None) -> None:
-        for key, event in self.events.items():
-            if namespace is None or key.startswith(f"{namespace}/"):
-                event.set()
 
 
 def kopf_settings(settings: kopf.OperatorSettings | None = None) -> kopf.OperatorSettings:
     """kopf's settings for this operator: standalone (one replica, no peering objects), no
-    namespace or CRD scanning (a namespaced Role cannot list them), progress and
-    finalizers under our own domain on the ConnectionBudget only."""
+    namespace or CRD scanning (a namespaced Role cannot list them). No handler of ours
+    needs kopf's progress or diff-base storage; were one added, it would land under our
+    own domain on the ConnectionBudget only."""
     settings = settings or kopf.OperatorSettings()
     settings.peering.standalone = True
     settings.scanning.disabled = True
-    settings.persistence.finalizer = f"{GROUP}/operator"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     # Our own Events say what changed; kopf's handler log lines stay in the log.
@@ -79,7 +61,7 @@ def build_registry(
 ) -> kopf.OperatorRegistry:
     """Every handler of the operator, on a registry of its own (no import-time globals)."""
     registry = kopf.OperatorRegistry()
-    wakeups = Wakeups()
+    loops = BudgetLoops()
 
     if login is not None:
         kopf.on.login(registry=registry)(login)
@@ -107,54 +89,40 @@ def build_registry(
     @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", registry=registry)
     @kopf.on.event("", "v1", "pods", registry=registry)
     def wake_on_change(namespace: str | None, **_: Any) -> None:
-        wakeups.wake(namespace)
+        loops.wake(namespace)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def wake_on_new_spec(
-        namespace: str | None, name: str, meta: kopf.Meta, status: kopf.Status, **_: Any
-    ) -> None:
-        # Our own status patches come back as events too: only a new generation counts.
-        if meta.get("generation") != status.get("observedGeneration"):
-            wakeups.of(f"{namespace}/{name}").set()
-
-    @kopf.daemon(
-        GROUP,
-        VERSION,
-        PLURAL,
-        id="keep_within_budget",
-        registry=registry,
-        cancellation_timeout=5.0,
-        # An unforeseen crash restarts the loop soon, not after kopf's default minute.
-        backoff=2.0,
-    )
-    async def keep_within_budget(
+    async def track_budget(
+        type: str | None,
         namespace: str | None,
         name: str,
         body: kopf.Body,
-        stopped: kopf.DaemonStopped,
+        meta: kopf.Meta,
         logger: kopf.Logger,
         **kwargs: Any,
     ) -> None:
-        # kopf passes the indexes as keyword arguments named after their functions; its
-        # DaemonFn protocol cannot declare them.
-        deployments: kopf.Index[str, DeploymentFacts] = kwargs["deployments"]
-        autoscalers: kopf.Index[str, HPAFacts] = kwargs["autoscalers"]
-        pods: kopf.Index[str | None, PodFacts] = kwargs["pods"]
         key = f"{namespace}/{name}"
-        wakeup = wakeups.of(key)
-        try:
-            while not stopped:
-                wakeup.clear()
-                delay = await _reconcile(
-                    client, settings, key, body, deployments, autoscalers, pods, logger
-                )
-                if await _woken(wakeup, stopped, delay):
-                    await asyncio.sleep(DEBOUNCE_S)
-        finally:
-            deleted = kopf.DaemonStoppingReason.RESOURCE_DELETED
-            if stopped.reason is not None and stopped.reason & deleted:
-                metrics.forget(key)
-                wakeups.events.pop(key, None)
+        if type == "DELETED":
+            await loops.stop(key)
+            metrics.forget(key)
+            return
+        loop = loops.loops.get(key)
+        if loop is None:
+            # kopf passes the indexes as keyword arguments named after their ids; its
+            # handler protocols cannot declare them. They stay current for the loop.
+            indexes = (kwargs["deployments"], kwargs["autoscalers"], kwargs["pods"])
+            new = BudgetLoop(body)
+            reconcile = functools.partial(_reconcile, client, settings, key, new, *indexes, logger)
+            loops.start(key, new, reconcile)
+            return
+        loop.body = body
+        # Our own status patches come back as events too: only a new generation counts.
+        if meta.get("generation") != loop.written_generation:
+            loop.wakeup.set()
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_loops(**_: Any) -> None:
+        await loops.stop_all()
 
     return registry
 
@@ -163,22 +131,45 @@ async def _reconcile(
     client: AsyncClient,
     settings: OperatorSettings,
     key: str,
-    body: kopf.Body,
+    loop: BudgetLoop,
     deployments: kopf.Index[str, DeploymentFacts],
     autoscalers: kopf.Index[str, HPAFacts],
     pods: kopf.Index[str | None, PodFacts],
     logger: kopf.Logger,
 ) -> float:
-    """One reconcile of the budget ``body`` (a live view kopf keeps current); the delay
-    until the next."""
+    """One reconcile of the budget as kopf saw it last; the delay until the next. Never
+    raises: an unforeseen error is logged and retried soon."""
+    try:
+        return await _reconcile_once(
+            client, settings, key, loop, deployments, autoscalers, pods, logger
+        )
+    except Exception:
+        logger.exception("reconcile failed; retrying")
+        return settings.retry_interval_s
+
+
+async def _reconcile_once(
+    client: AsyncClient,
+    settings: OperatorSettings,
+    key: str,
+    loop: BudgetLoop,
+    deployments: kopf.Index[str, DeploymentFacts],
+    autoscalers: kopf.Index[str, HPAFacts],
+    pods: kopf.Index[str | None, PodFacts],
+    logger: kopf.Logger,
+) -> float:
     namespace, name = key.split("/", 1)
+    body: kopf.Body = loop.body
     generation = body.meta.get("generation")
-    previous = dict(body.status)
+    previous = loop.written_status if loop.written_status is not None else dict(body.status)
+    loop.written_generation = generation
     try:
         spec = BudgetSpec.parse(body.spec)
     except ValidationError as error:
         message = f"invalid spec: {error.error_count()} errors: {error.errors()[0]['msg']}"
-        await _invalid(client, body, key, generation, previous, message, logger)
+        loop.written_status = await _invalid(
+            client, body, key, generation, previous, message, logger
+        )
         return settings.retry_interval_s * 15
     observation = observe(
         spec,
@@ -193,23 +184,11 @@ async def _reconcile(
     except KubeError as error:
         logger.warning(f"status not written: {describe(error)}")
         return settings.retry_interval_s
+    loop.written_status = {**previous, **result.status}
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         logger.info(f"{event.reason}: {event.message}")
     return next_delay(result, spec, settings.retry_interval_s)
-
-
-async def _woken(wakeup: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> bool:
-    """Wait up to ``delay`` for a wakeup; return at once when the daemon is stopped (so
-    kopf removes its finalizer from a deleted budget without waiting)."""
-    wake = asyncio.ensure_future(wakeup.wait())
-    stop = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait({wake, stop}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        wake.cancel()
-        stop.cancel()
-    return wakeup.is_set() and not stopped
 
 
 def _one(values: Any) -> Any:
@@ -225,7 +204,8 @@ async def _invalid(
     previous: Mapping[str, Any],
     message: str,
     logger: kopf.Logger,
-) -> None:
+) -> dict[str, Any]:
+    """Ready=False with the reason; the status as written."""
     namespace, name = key.split("/", 1)
     before = {c.get("type"): c for c in previous.get("conditions") or []}
     changed = before.get("Ready", {}).get("reason") != "InvalidSpec"
@@ -239,7 +219,9 @@ async def _invalid(
         else now_iso(),
     }
     others = [c for t, c in before.items() if t != "Ready"]
-    status = {"conditions": [condition, *others], "observedGeneration": generation}
+    status: dict[str, Any] = {"conditions": [condition, *others]}
+    if generation is not None:
+        status["observedGeneration"] = generation
     try:
         await patch_status(client, namespace, name, status)
     except KubeError as error:
@@ -247,3 +229,4 @@ async def _invalid(
     if changed:
         kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
     metrics.CONDITION.labels(key, "Ready").set(0)
+    return {**previous, **status}

@@ -1,7 +1,7 @@
 """Exactly the Kubernetes API calls the operator makes, as namespaced Role rules.
 
-kopf: list + watch of every watched resource (it never gets one object), a patch of the
-ConnectionBudget (its finalizer, which stops the daemon before deletion), Events created.
+kopf: list + watch of every watched resource (it never gets one object and, with no
+finalizer and no progress storage in use, never patches one), Events created.
 kube_client: Secrets and ConfigMaps read, ConfigMaps created and patched, the status
 patched. The chart's Role is compared against this list by the chart tests."""
 
@@ -20,7 +20,7 @@ REQUIRED_RULES: list[Rule] = [
     {
         "apiGroups": ["stampede.dev"],
         "resources": ["connectionbudgets"],
-        "verbs": ["list", "watch", "patch"],
+        "verbs": ["list", "watch"],
     },
     {"apiGroups": ["stampede.dev"], "resources": ["connectionbudgets/status"], "verbs": ["patch"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
