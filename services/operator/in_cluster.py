@@ -25,7 +25,7 @@ async def run_in_cluster(
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
 ) -> None:
-    """Until ``stop_flag`` (or a signal): kopf's watches, the budgets' daemons and the
+    """Until ``stop_flag`` (or a signal): kopf's watches, the budgets' reconcile loops and the
     liveness endpoint. ``client`` and ``login`` point elsewhere than the pod's service
     account (the tests' emulated API)."""
     if not settings.namespace:
