@@ -95,3 +95,28 @@ async def test_the_standalone_loop_follows_a_changed_file(
     finally:
         stop.set()
         await asyncio.wait_for(loop, timeout=5)
+
+
+def test_the_operator_process_serves_its_metrics(
+    tmp_path: Path, budget_postgres: DatabaseEndpoint, fleet: PodFleet
+) -> None:
+    """As `make up` runs it: a process reconciling a budget file, its metrics over HTTP."""
+    import httpx
+
+    from tests.support.endpoints import DatabaseEndpoint as Endpoint
+    from tests.support.operator_process import standalone_operator
+    from tests.support.sidecar_pgbouncer import OPERATOR_ADMIN, OPERATOR_ADMIN_PASSWORD
+
+    pod = fleet.start("pod-1", 5)
+    pgbouncer = Endpoint(
+        pod.address,
+        fleet.port,
+        pod.pgbouncer.process,
+        user=OPERATOR_ADMIN,  # type: ignore[arg-type]
+        password=OPERATOR_ADMIN_PASSWORD,
+    )
+    with standalone_operator(tmp_path / "operator", budget_postgres, pgbouncer) as port:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", trust_env=False).text
+    # Postgres 40 - 3 = 37, reserve 20, fixed 8: 9 for the one pod.
+    assert 'stampede_operator_pool_size{budget="local/stampede",consumer="api"} 9.0' in text
+    assert 'stampede_operator_condition{budget="local/stampede",condition="Ready"} 1.0' in text
