@@ -80,18 +80,25 @@ def test_the_guard_can_be_switched_off(helm: Helm) -> None:
 # Defaults: (10 api max + 3 surge, 25% rounded up) x 2 minimum pool + 5 workers x 4
 # + 1 relay x 2 + 1 migrations + reserve 10.
 OPERATOR_NEED = (10 + 3) * 2 + 5 * 4 + 1 * 2 + 1 + 10
+# With the in-chart Postgres the budget is `auto`: max_connections less Postgres' 3
+# superuser slots, as the operator reads it.
+IN_CHART_MAX = OPERATOR_NEED + 3
 
 
 def test_with_the_operator_the_minimum_pools_fit_exactly_at_the_limit(helm: Helm) -> None:
-    helm.template(set_values={"postgresql.maxConnections": str(OPERATOR_NEED)})
+    helm.template(set_values={"postgresql.maxConnections": str(IN_CHART_MAX)})
 
 
 def test_with_the_operator_one_connection_short_fails_with_the_arithmetic(helm: Helm) -> None:
     with pytest.raises(RenderError) as failure:
-        helm.template(set_values={"postgresql.maxConnections": str(OPERATOR_NEED - 1)})
+        helm.template(set_values={"postgresql.maxConnections": str(IN_CHART_MAX - 1)})
     message = str(failure.value)
     assert "connection budget exceeded" in message
     assert f"{OPERATOR_NEED} Postgres connections needed at full scale with the smallest" in message
+    assert (
+        f"allows {OPERATOR_NEED - 1} (postgresql.maxConnections {IN_CHART_MAX - 1} less 3"
+        " superuser slots)" in message
+    )
     assert "(10 max replicas + 3 rollout surge) x 2 minimum PgBouncer pool size" in message
     assert "migrations: 1 (migrations.dbConnections)" in message
     assert "postgresql.maxConnections" in message
@@ -100,7 +107,7 @@ def test_with_the_operator_one_connection_short_fails_with_the_arithmetic(helm: 
 def test_with_the_operator_the_static_pool_no_longer_counts(helm: Helm) -> None:
     """The HPA's maximum at the static pool (10 x 10 + 32 = 132) would not fit; the
     operator shrinks the pools as the api grows, so only the minimum must."""
-    budget = {"postgresql.maxConnections": str(OPERATOR_NEED)}
+    budget = {"postgresql.maxConnections": str(IN_CHART_MAX)}
     helm.template(set_values={**budget, "pgbouncer.defaultPoolSize": "50"})
     helm.template(set_values={**budget, "operator.api.maxPoolSize": "100"})
     with pytest.raises(RenderError, match="connection budget exceeded"):
@@ -122,20 +129,20 @@ def test_with_the_operator_the_static_pool_no_longer_counts(helm: Helm) -> None:
 def test_with_the_operator_any_term_can_break_the_budget(
     helm: Helm, values: dict[str, str]
 ) -> None:
-    budget = {"postgresql.maxConnections": str(OPERATOR_NEED)}
+    budget = {"postgresql.maxConnections": str(IN_CHART_MAX)}
     with pytest.raises(RenderError, match="connection budget exceeded"):
         helm.template(set_values={**budget, **values})
 
 
 def test_with_the_operator_a_percentage_surge_rounds_up_as_kubernetes_does(helm: Helm) -> None:
-    budget = {"postgresql.maxConnections": str(OPERATOR_NEED)}
+    budget = {"postgresql.maxConnections": str(IN_CHART_MAX)}
     helm.template(set_values={**budget, "operator.api.maxSurge": "30%"})  # exactly 3
 
 
 def test_with_the_operator_no_surge_frees_the_surge_pools(helm: Helm) -> None:
     helm.template(
         set_values={
-            "postgresql.maxConnections": str(OPERATOR_NEED - 3 * 2),
+            "postgresql.maxConnections": str(IN_CHART_MAX - 3 * 2),
             "operator.api.maxSurge": "0",
         }
     )

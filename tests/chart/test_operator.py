@@ -307,7 +307,13 @@ def expected_initial_pool(values: dict[str, Any]) -> int:
     fixed = workers * worker["dbConnectionsPerPod"]
     fixed += relay["replicas"] * relay["dbConnectionsPerPod"] if relay["enabled"] else 0
     fixed += values["migrations"]["dbConnections"] if values["migrations"]["enabled"] else 0
-    left = database["maxConnections"] - fixed - values["connectionBudget"]["reserve"]
+    capacity = database["maxConnections"]
+    setting = str(values["operator"]["maxConnections"])
+    if setting.isdigit():
+        capacity = int(setting)
+    elif setting == "auto" or values["postgresql"]["enabled"]:
+        capacity -= 3  # Postgres' superuser slots, which "auto" leaves out
+    left = capacity - fixed - values["connectionBudget"]["reserve"]
     limits = values["operator"]["api"]
     return min(max(left // pods, limits["minPoolSize"]), limits["maxPoolSize"])
 

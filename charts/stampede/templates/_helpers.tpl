@@ -398,14 +398,33 @@ when the operator counts them; without it the reserve holds them). */}}
 {{- add $workers $relays $migrations -}}
 {{- end -}}
 
-{{/* The budget as the chart knows it at render time: operator.maxConnections when it is a
-number, else the database's maxConnections. */}}
-{{- define "stampede.budget.connections" -}}
+{{/* What the ConnectionBudget's spec.postgres.maxConnections says: "auto" with the in-chart
+Postgres, the release's share (externalDatabase.maxConnections) with an external one,
+unless operator.maxConnections says otherwise. */}}
+{{- define "stampede.operator.maxConnections" -}}
 {{- $setting := toString .Values.operator.maxConnections -}}
-{{- if and .Values.operator.enabled (regexMatch "^[0-9]+$" $setting) -}}
+{{- if $setting -}}
 {{- $setting -}}
 {{- else -}}
+{{- ternary "auto" (toString .Values.externalDatabase.maxConnections) .Values.postgresql.enabled -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Postgres' default superuser_reserved_connections: "auto" leaves them out of the budget
+(the operator reads the live value). */}}
+{{- define "stampede.postgres.superuserReserved" -}}3{{- end -}}
+
+{{/* The budget as the chart knows it at render time. With the operator: a number it is
+given, else (auto) the database's maxConnections less the superuser slots, as the operator
+will read it. Without: the database's maxConnections. */}}
+{{- define "stampede.budget.connections" -}}
+{{- $setting := include "stampede.operator.maxConnections" . -}}
+{{- if not .Values.operator.enabled -}}
 {{- include "stampede.postgres.maxConnections" . -}}
+{{- else if eq $setting "auto" -}}
+{{- sub (include "stampede.postgres.maxConnections" . | int) (include "stampede.postgres.superuserReserved" . | int) -}}
+{{- else -}}
+{{- $setting -}}
 {{- end -}}
 {{- end -}}
 
@@ -466,7 +485,11 @@ exceeds) a budget its HPA's maximum outgrows.
 {{- if .Values.migrations.enabled }}{{ $migrations = .Values.migrations.dbConnections | int }}{{ end -}}
 {{- $total := add $api $workers $relays $migrations $reserve -}}
 {{- if gt $total $budget -}}
-{{- fail (printf "\n\nconnection budget exceeded: %d Postgres connections needed at full scale with the smallest pools, but the database allows %d.\n  api:        (%d max replicas + %d rollout surge) x %d minimum PgBouncer pool size (operator.api.minPoolSize) = %d\n  workers:    %d max replicas x %d (worker.dbConnectionsPerPod) = %d\n  relays:     %d\n  migrations: %d (migrations.dbConnections)\n  reserve:    %d (connectionBudget.reserve)\nLower api.autoscaling.maxReplicas, operator.api.minPoolSize or the worker's maximum, or raise %s." $total $budget $apiMax $surge $minPool $api $workerMax (.Values.worker.dbConnectionsPerPod | int) $workers $relays $migrations $reserve (include "stampede.budget.source" .)) -}}
+{{- $allows := printf "%d" $budget -}}
+{{- if eq (include "stampede.operator.maxConnections" .) "auto" -}}
+{{- $allows = printf "%d (%s %s less %s superuser slots)" $budget (include "stampede.budget.source" .) (include "stampede.postgres.maxConnections" .) (include "stampede.postgres.superuserReserved" .) -}}
+{{- end -}}
+{{- fail (printf "\n\nconnection budget exceeded: %d Postgres connections needed at full scale with the smallest pools, but the database allows %s.\n  api:        (%d max replicas + %d rollout surge) x %d minimum PgBouncer pool size (operator.api.minPoolSize) = %d\n  workers:    %d max replicas x %d (worker.dbConnectionsPerPod) = %d\n  relays:     %d\n  migrations: %d (migrations.dbConnections)\n  reserve:    %d (connectionBudget.reserve)\nLower api.autoscaling.maxReplicas, operator.api.minPoolSize or the worker's maximum, or raise %s." $total $allows $apiMax $surge $minPool $api $workerMax (.Values.worker.dbConnectionsPerPod | int) $workers $relays $migrations $reserve (include "stampede.budget.source" .)) -}}
 {{- end -}}
 {{- else -}}
 {{- $pool := .Values.pgbouncer.defaultPoolSize | int -}}
