@@ -10,7 +10,7 @@ from importlib import metadata
 import kubernetes_validate
 import yaml
 
-from tests.support.chart import CHART, REPO_ROOT, Helm
+from tests.support.chart import CHART, REPO_ROOT, Helm, custom_resource_validator
 
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
 SKAFFOLD = yaml.safe_load((REPO_ROOT / "skaffold.yaml").read_text())
@@ -55,10 +55,15 @@ def test_kind_dev_values_render_valid_objects(helm: Helm) -> None:
     docs = helm.template([REPO_ROOT / "k8s" / "stampede-dev-values.yaml"])
     kinds = {doc["kind"] for doc in docs}
     assert {"ServiceMonitor", "PrometheusRule", "HorizontalPodAutoscaler"} <= kinds
+    budget_api, budget_schema = custom_resource_validator("ConnectionBudget")
     for doc in docs:
         if doc["apiVersion"].startswith(("monitoring.coreos.com", "keda.sh")):
             continue
+        if doc["apiVersion"] == budget_api:
+            budget_schema.validate(doc)
+            continue
         kubernetes_validate.validate(doc, "1.33.0", strict=True)
+    assert "ConnectionBudget" in kinds
     monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
     assert all(m["metadata"]["labels"]["release"] == "kube-prometheus-stack" for m in monitors)
 

@@ -187,6 +187,9 @@ def chart(
             "externalDatabase.password": APP_PASSWORD,
             "externalDatabase.sslMode": "disable",
             "pgbouncer.port": str(ports.pgbouncer),
+            # The images' own behaviour: a static pool. The operator's pool file and admin
+            # user are run in test_pgbouncer_sidecar and, in pods, in tests/chart/pods.
+            "operator.enabled": "false",
             "pgbouncer.defaultPoolSize": "2",
             "metrics.pgbouncerExporter.port": str(ports.exporter),
             "api.containerPort": str(ports.api),

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,9 @@ from devstack.pgbouncer_builds import CURRENT_PGBOUNCER
 from devstack.servers import SERVER_LOGIN_RETRY_S, as_user, free_port, own, unprivileged_user
 from services.core.db import create_engine
 from services.core.settings import DatabaseSettings
-from tests.support.chart import Doc, Helm, containers
+from tests.support.chart import Doc, Helm, containers, pgbouncer_settings
 from tests.support.endpoints import APP_DB, APP_PASSWORD, APP_USER, DatabaseEndpoint
+from tests.support.pgbouncer_admin import ConsoleError, console
 
 # The image's PATH, with the build's binary where the image has it (/usr/local/bin), ahead
 # of Debian's own 1.18 in /usr/sbin.
@@ -45,6 +47,7 @@ class Sidecar:
     port: int
     workdir: Path  # the ConfigMap's files
     api_env: dict[str, str]  # the api container's environment, as rendered
+    pool_dir: Path  # the operator's pool file (with the operator on)
 
 
 def api_container_env(docs: list[Doc]) -> dict[str, str]:
@@ -72,9 +75,17 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
     pytest.fail(f"port {port} not open:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) -> Iterator[Sidecar]:
-    """PgBouncer started exactly as the sidecar starts it."""
+@contextmanager
+def run_sidecar(
+    helm: Helm,
+    workdir: Path,
+    postgres_server: DatabaseEndpoint,
+    set_values: dict[str, str],
+    env: dict[str, str],
+) -> Iterator[Sidecar]:
+    """PgBouncer started exactly as the sidecar starts it: the rendered ConfigMaps' files
+    (the pool file, with the operator, where the pod mounts it), the Secret-sourced
+    environment given in ``env``."""
     if not CURRENT_PGBOUNCER.binary.exists():
         pytest.skip(
             f"PgBouncer {CURRENT_PGBOUNCER.version} not built ({CURRENT_PGBOUNCER.install_hint})"
@@ -90,26 +101,39 @@ def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) ->
             "externalDatabase.password": APP_PASSWORD,
             "externalDatabase.sslMode": "disable",
             "pgbouncer.port": str(port),
-            "pgbouncer.defaultPoolSize": "2",
+            **set_values,
         }
     )
     [config] = [d for d in docs if d["kind"] == "ConfigMap" and "pgbouncer.ini" in d["data"]]
+    pools = [d for d in docs if d["kind"] == "ConfigMap" and "pool.ini" in d["data"]]
     api_env = api_container_env(docs)
     user = unprivileged_user()
-    workdir = servers_dir / "chart-pgbouncer"
     own(workdir, user, mode=0o700)
-    for name, text in config["data"].items():
-        text = text.replace("/var/run/pgbouncer/", f"{workdir}/").replace(
-            "/etc/pgbouncer/", f"{workdir}/"
+    pool_dir = workdir / "pgbouncer-pool"
+    files = {workdir / name: text for name, text in config["data"].items()}
+    for pool in pools:
+        pool_dir.mkdir(exist_ok=True)
+        files[pool_dir / "pool.ini"] = pool["data"]["pool.ini"]
+    for path, text in files.items():
+        text = (
+            text.replace("/var/run/pgbouncer/", f"{workdir}/")
+            .replace("/etc/pgbouncer/", f"{workdir}/")
+            .replace("/etc/pgbouncer-pool/", f"{pool_dir}/")
         )
         # In the pod, `*` is the pod's own addresses; on this host it would be every
         # interface of the machine.
         text = text.replace("listen_addr = *", "listen_addr = 127.0.0.1")
-        (workdir / name).write_text(text)
+        path.write_text(text)
         if user is not None:
-            shutil.chown(workdir / name, user)
+            shutil.chown(path, user)
+            shutil.chown(path.parent, user)
     log = workdir / "pgbouncer.log"
-    env = {"PATH": SIDECAR_PATH, "PGBOUNCER_USER": APP_USER, "PGBOUNCER_PASSWORD": APP_PASSWORD}
+    env = {
+        "PATH": SIDECAR_PATH,
+        "PGBOUNCER_USER": APP_USER,
+        "PGBOUNCER_PASSWORD": APP_PASSWORD,
+        **env,
+    }
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["sh", str(workdir / "start.sh")],
@@ -121,10 +145,23 @@ def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) ->
         )
     try:
         wait_for_port(port, process, log)
-        yield Sidecar(port, workdir, api_env)
+        yield Sidecar(port, workdir, api_env, pool_dir)
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def sidecar(helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint) -> Iterator[Sidecar]:
+    """The sidecar without the operator: exactly as before it existed, a static pool."""
+    with run_sidecar(
+        helm,
+        servers_dir / "chart-pgbouncer",
+        postgres_server,
+        {"operator.enabled": "false", "pgbouncer.defaultPoolSize": "2"},
+        {},
+    ) as started:
+        yield started
 
 
 async def test_app_connects_through_the_sidecar_config(sidecar: Sidecar) -> None:
@@ -219,7 +256,108 @@ def test_the_api_caches_statements_only_when_the_sidecar_tracks_them(
 ) -> None:
     docs = helm.template(set_values={"pgbouncer.maxPreparedStatements": tracked})
     [config] = [d for d in docs if d["kind"] == "ConfigMap" and "pgbouncer.ini" in d["data"]]
-    parser = configparser.ConfigParser(comment_prefixes=(";",))
-    parser.read_string(config["data"]["pgbouncer.ini"])
-    assert parser["pgbouncer"]["max_prepared_statements"] == tracked
+    assert pgbouncer_settings(config["data"]["pgbouncer.ini"])["max_prepared_statements"] == tracked
     assert api_container_env(docs)["STAMPEDE_DB__POOLER_TRACKS_PREPARED_STATEMENTS"] == api_caches
+
+
+# ---- with the ConnectionBudget operator ------------------------------------------------
+
+ADMIN_USER, ADMIN_PASSWORD = "stampede_operator", "admin-" + "pw"
+OPERATOR_VALUES = {
+    "operator.pgbouncerAdmin.password": ADMIN_PASSWORD,
+    # The pool file the chart pre-creates: 3 (100 - 23 fixed - 10 reserve over 13 pods
+    # would be 5; the maximum caps it).
+    "externalDatabase.maxConnections": "100",
+    "operator.api.maxPoolSize": "3",
+}
+
+
+@pytest.fixture(scope="module")
+def pooled_sidecar(
+    helm: Helm, servers_dir: Path, postgres_server: DatabaseEndpoint
+) -> Iterator[Sidecar]:
+    """The sidecar with the operator on: its pool from the operator's file, an admin user
+    from the admin Secret's environment."""
+    with run_sidecar(
+        helm,
+        servers_dir / "chart-pgbouncer-pooled",
+        postgres_server,
+        OPERATOR_VALUES,
+        {"PGBOUNCER_ADMIN_USER": ADMIN_USER, "PGBOUNCER_ADMIN_PASSWORD": ADMIN_PASSWORD},
+    ) as started:
+        yield started
+
+
+def admin_dsn(sidecar: Sidecar, user: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> str:
+    return f"postgresql://{user}:{password}@127.0.0.1:{sidecar.port}/pgbouncer"
+
+
+def pool_config(sidecar: Sidecar) -> tuple[int, int]:
+    config = {row["key"]: row["value"] for row in console(admin_dsn(sidecar), "SHOW CONFIG")}
+    return int(config["default_pool_size"]), int(config["max_db_connections"])
+
+
+def write_pool_file(sidecar: Sidecar, size: int) -> None:
+    """As the operator writes the ConfigMap (and the kubelet the mounted file)."""
+    path = sidecar.pool_dir / "pool.ini"
+    path.write_text(f"default_pool_size = {size}\nmax_db_connections = {size}\n")
+
+
+def set_pool(sidecar: Sidecar, size: int) -> None:
+    """As the operator pushes a size to a running pod."""
+    for setting in ("default_pool_size", "max_db_connections"):
+        console(admin_dsn(sidecar), f"SET {setting} = {size}")
+
+
+def test_pool_size_comes_from_the_operators_file(pooled_sidecar: Sidecar) -> None:
+    assert (pooled_sidecar.pool_dir / "pool.ini").read_text() == (
+        "default_pool_size = 3\nmax_db_connections = 3\n"
+    )
+    assert pool_config(pooled_sidecar) == (3, 3)
+
+
+async def test_the_app_still_connects_through_the_pooled_sidecar(pooled_sidecar: Sidecar) -> None:
+    url = f"postgresql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{pooled_sidecar.port}/{APP_DB}"
+    connection = await asyncpg.connect(url)
+    try:
+        assert await connection.fetchval("SELECT 1") == 1
+    finally:
+        await connection.close()
+
+
+def test_the_operator_resizes_a_running_pool_and_a_reload_keeps_it(
+    pooled_sidecar: Sidecar,
+) -> None:
+    """The operator's order: growing, the file first, then the pod; shrinking, the pod
+    first, then the file. Either way the file and the running value agree, so a RELOAD
+    (or a restarted container) keeps the size; a SET alone would not survive one."""
+    try:
+        write_pool_file(pooled_sidecar, 7)
+        set_pool(pooled_sidecar, 7)
+        assert pool_config(pooled_sidecar) == (7, 7)
+        console(admin_dsn(pooled_sidecar), "RELOAD")
+        assert pool_config(pooled_sidecar) == (7, 7)
+
+        set_pool(pooled_sidecar, 4)
+        write_pool_file(pooled_sidecar, 4)
+        console(admin_dsn(pooled_sidecar), "RELOAD")
+        assert pool_config(pooled_sidecar) == (4, 4)
+
+        set_pool(pooled_sidecar, 9)  # never written to the file
+        assert pool_config(pooled_sidecar) == (9, 9)
+        console(admin_dsn(pooled_sidecar), "RELOAD")
+        assert pool_config(pooled_sidecar) == (4, 4)
+    finally:
+        write_pool_file(pooled_sidecar, 3)
+        set_pool(pooled_sidecar, 3)
+
+
+def test_only_the_admin_user_may_change_the_pool(pooled_sidecar: Sidecar) -> None:
+    """The app's user is a stats user (its exporter reads SHOW): it may look, not SET."""
+    app = admin_dsn(pooled_sidecar, APP_USER, APP_PASSWORD)
+    assert console(app, "SHOW POOLS")
+    with pytest.raises(ConsoleError, match="admin access needed"):
+        console(app, "SET default_pool_size = 50")
+    with pytest.raises(ConsoleError, match=r"password authentication failed|SASL"):
+        console(admin_dsn(pooled_sidecar, password="wrong"), "SHOW CONFIG")
+    assert pool_config(pooled_sidecar) == (3, 3)

@@ -9,13 +9,12 @@ for it (its config file, environment or arguments).
 
 from __future__ import annotations
 
-import configparser
 import ipaddress
 from collections.abc import Callable
 
 import yaml
 
-from tests.support.chart import Doc, Rendered, containers, pod_spec
+from tests.support.chart import Doc, Rendered, containers, pgbouncer_settings, pod_spec
 
 Address = str
 
@@ -36,9 +35,7 @@ def _host_of(bind: str) -> Address:
 def _pgbouncer(scenario: Rendered, doc: Doc, container: Doc) -> Address:
     [volume] = [v for v in pod_spec(doc)["volumes"] if v["name"] == "pgbouncer-config"]
     ini = scenario.get("ConfigMap", volume["configMap"]["name"])["data"]["pgbouncer.ini"]
-    parser = configparser.ConfigParser()
-    parser.read_string(ini)
-    return parser["pgbouncer"]["listen_addr"]
+    return pgbouncer_settings(ini)["listen_addr"]
 
 
 def _pgbouncer_exporter(scenario: Rendered, doc: Doc, container: Doc) -> Address:
@@ -53,6 +50,12 @@ def _api(scenario: Rendered, doc: Doc, container: Doc, port: str) -> Address:
     bind = _env(container, variable)
     assert bind is not None, f"{container['name']} sets no {variable}"
     return _host_of(bind)
+
+
+def _operator(scenario: Rendered, doc: Doc, container: Doc) -> Address:
+    addr = _env(container, "STAMPEDE_OPERATOR_HEALTH_ADDR")
+    assert addr is not None, "the operator's health endpoint address is not set"
+    return addr
 
 
 def _worker(scenario: Rendered, doc: Doc, container: Doc) -> Address:
@@ -85,6 +88,7 @@ BIND_ADDRESSES: dict[str, BindAddress] = {
     "pgbouncer": _pgbouncer,
     "pgbouncer-exporter": _pgbouncer_exporter,
     "worker": _worker,
+    "operator": _operator,
     "redis": _redis,
     "redis-exporter": _redis_exporter,
     "postgres-exporter": _postgres_exporter,

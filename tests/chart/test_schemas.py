@@ -1,6 +1,7 @@
 """The chart lints, renders for every scenario and Kubernetes version, and every document
 is valid: built-in kinds against Kubernetes' own (strict) schemas, custom resources
-against the operators' generated models."""
+against the operators' generated models, and the chart's own ConnectionBudget against its
+CRD's schema (``crds/``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 from pydantic import BaseModel
@@ -16,8 +18,10 @@ from tests.support.chart import (
     KUBE_VERSIONS,
     MONITORING_APIS,
     SCENARIOS,
+    Doc,
     Helm,
     Rendered,
+    custom_resource_validator,
     scenario_file,
 )
 
@@ -27,6 +31,8 @@ CUSTOM_RESOURCES: dict[tuple[str, str], type[BaseModel]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): keda.ScaledObject,
     ("keda.sh/v1alpha1", "TriggerAuthentication"): keda.TriggerAuthentication,
 }
+# The chart's own, validated against the CRD it ships.
+OWN_RESOURCES = {("stampede.dev/v1alpha1", "ConnectionBudget")}
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -58,7 +64,7 @@ def test_builtin_kinds_match_kubernetes_schemas(
         )
         assert [d["kind"] for d in docs] == [d["kind"] for d in scenario.docs]
         for doc in docs:
-            if (doc["apiVersion"], doc["kind"]) in CUSTOM_RESOURCES:
+            if (doc["apiVersion"], doc["kind"]) in CUSTOM_RESOURCES.keys() | OWN_RESOURCES:
                 continue
             try:
                 kubernetes_validate.validate(doc, kube_version, strict=True)
@@ -115,3 +121,60 @@ def test_schema_keeps_the_broker_from_evicting(helm: Helm) -> None:
     result = helm.run("template", "x", chart, "--set", "broker.maxmemoryPolicy=allkeys-lru")
     assert result.returncode != 0
     assert "noeviction" in result.stderr
+
+
+def test_connection_budget_matches_its_crd(rendered: dict[str, Rendered]) -> None:
+    """What the API server would accept and keep: valid, and no field it would prune."""
+    api_version, validator = custom_resource_validator("ConnectionBudget")
+    checked = 0
+    for scenario in rendered.values():
+        for doc in scenario.kinds("ConnectionBudget"):
+            assert doc["apiVersion"] == api_version
+            errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+            assert not errors, f"{scenario.scenario}: {errors}"
+            checked += 1
+    assert checked == sum(s.values["operator"]["enabled"] for s in rendered.values()) >= 4
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("spec", "pooled", 0, "minPoolSize"), 0),
+        (("spec", "pooled", 0, "maxSurge"), "a quarter"),
+        (("spec", "postgres", "maxConnections"), "all"),
+        (("spec", "pooled", 0, "pgbouncer", "configmap"), "typo"),  # would be pruned
+        (("spec", "reserv"), 10),  # would be pruned
+    ],
+)
+def test_the_crd_check_catches_a_broken_budget(
+    rendered: dict[str, Rendered], path: tuple[str | int, ...], value: object
+) -> None:
+    _, validator = custom_resource_validator("ConnectionBudget")
+    [doc] = rendered["default"].kinds("ConnectionBudget")
+    broken: Doc = yaml_copy(doc)
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert list(validator.iter_errors(broken))
+
+
+def yaml_copy(doc: Doc) -> Doc:
+    copied: Doc = yaml.safe_load(yaml.safe_dump(doc))
+    return copied
+
+
+def test_the_crd_ships_in_crds_and_helm_installs_it_first(helm: Helm) -> None:
+    """``crds/``: Helm creates the CRD before it maps the templates' kinds, so the
+    release's own ConnectionBudget can be part of the same install; templates never
+    carry it (a second copy would fight Helm's)."""
+    assert not [d for d in helm.template() if d["kind"] == "CustomResourceDefinition"]
+    result = helm.run("template", "x", str(scenario_file("default").parents[1]), "--include-crds")
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    [crd] = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    assert crd["metadata"]["name"] == "connectionbudgets.stampede.dev"
+    assert crd["spec"]["names"]["shortNames"] == ["cb"]
+    assert crd["spec"]["scope"] == "Namespaced"
+    kinds = [d["kind"] for d in docs]
+    assert kinds.index("CustomResourceDefinition") < kinds.index("ConnectionBudget")

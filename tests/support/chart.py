@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import configparser
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 CHART = REPO_ROOT / "charts" / "stampede"
+
+
+# The chart's own CustomResourceDefinitions (Helm installs them before the templates).
+CRDS = CHART / "crds"
 
 
 SCENARIOS = sorted(path.name.removesuffix("-values.yaml") for path in (CHART / "ci").glob("*.yaml"))
@@ -138,3 +144,55 @@ def merged_values(scenario: str) -> dict[str, Any]:
 
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     return merge(defaults, yaml.safe_load(scenario_file(scenario).read_text()) or {})
+
+
+def custom_resource_definition(kind: str) -> Doc:
+    """The chart's CRD (``crds/``) of ``kind``."""
+    for path in sorted(CRDS.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["spec"]["names"]["kind"] == kind:
+                found: Doc = doc
+                return found
+    raise KeyError(f"no CRD of kind {kind} in {CRDS}")
+
+
+def structural_json_schema(schema: Doc) -> Doc:
+    """A CRD's ``openAPIV3Schema`` as a JSON Schema (draft 4, as OpenAPI 3.0's) that also
+    refuses what the API server would *prune*: a field the schema does not declare, under
+    an object that declares its properties and does not preserve unknown fields."""
+    converted = {
+        key: value
+        for key, value in schema.items()
+        if not key.startswith("x-kubernetes-") and key not in ("properties", "items", "anyOf")
+    }
+    if "properties" in schema:
+        converted["properties"] = {
+            name: structural_json_schema(sub) for name, sub in schema["properties"].items()
+        }
+        if not schema.get("x-kubernetes-preserve-unknown-fields"):
+            converted.setdefault("additionalProperties", False)
+    if "items" in schema:
+        converted["items"] = structural_json_schema(schema["items"])
+    if "anyOf" in schema:
+        converted["anyOf"] = [structural_json_schema(sub) for sub in schema["anyOf"]]
+    return converted
+
+
+def custom_resource_validator(kind: str) -> tuple[str, jsonschema.Draft4Validator]:
+    """The stored version (``group/version``) of the chart's CRD of ``kind`` and a
+    validator of its schema (``structural_json_schema``)."""
+    crd = custom_resource_definition(kind)
+    [version] = [v for v in crd["spec"]["versions"] if v["served"] and v["storage"]]
+    api_version = f"{crd['spec']['group']}/{version['name']}"
+    schema = structural_json_schema(version["schema"]["openAPIV3Schema"])
+    return api_version, jsonschema.Draft4Validator(schema)
+
+
+def pgbouncer_settings(ini: str) -> configparser.SectionProxy:
+    """The ``[pgbouncer]`` section of a pgbouncer.ini. ``%include`` lines (PgBouncer's
+    own directive) are left out: their settings live in the included file."""
+    parser = configparser.ConfigParser(comment_prefixes=(";",), interpolation=None)
+    parser.read_string(
+        "\n".join(line for line in ini.splitlines() if not line.startswith("%include"))
+    )
+    return parser["pgbouncer"]

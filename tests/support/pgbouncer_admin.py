@@ -11,16 +11,29 @@ from tests.support.endpoints import DatabaseEndpoint
 
 def show(pgbouncer: DatabaseEndpoint, what: str) -> list[dict[str, str]]:
     """The rows of ``SHOW <what>``, as the app role (an admin and stats user) sees them."""
-    admin = pgbouncer.dsn.rsplit("/", 1)[0] + "/pgbouncer"
+    return console(pgbouncer.dsn.rsplit("/", 1)[0] + "/pgbouncer", f"SHOW {what}")
+
+
+class ConsoleError(Exception):
+    """The console refused the command; the message is psql's."""
+
+
+def console(admin_dsn: str, command: str) -> list[dict[str, str]]:
+    """One admin console command as the DSN's user: its rows (none for SET, RELOAD)."""
     result = subprocess.run(
         [
             *(str(postgres_bin_dir() / "psql"), "-X", "-A", "-F", "\t", "-P", "footer=off"),
-            *(admin, "-c", f"SHOW {what}"),
+            *(admin_dsn, "-v", "ON_ERROR_STOP=1", "-c", command),
         ],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
+        timeout=30,
     )
+    if result.returncode != 0:
+        raise ConsoleError(result.stderr.strip())
+    if not command.upper().startswith("SHOW"):
+        return []  # psql printed the command tag
     header, *rows = result.stdout.splitlines()
     names = header.split("\t")
     return [dict(zip(names, row.split("\t"), strict=True)) for row in rows]

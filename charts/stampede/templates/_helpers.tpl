@@ -164,21 +164,34 @@ among themselves instead of being skewed by the old ReplicaSet's pods.
 {{/* -------------------------------------------------------------- secrets */}}
 
 {{/*
-A value for the chart-managed Secret: the given one, else the one already in the cluster
-(so upgrades keep it), else a fresh random one. (list . "key" "given value")
+A value for a chart-managed Secret: the given one, else the one already in the cluster
+(so upgrades keep it), else a fresh random one, generated once per render (so two Secrets
+that carry the same password, and the checksums of them, agree on a fresh install).
+(list . "key" "given value") for the release's Secret, (list . "key" "given value" "secret
+name") for another one.
 */}}
 {{- define "stampede.secretValue" -}}
 {{- $ctx := index . 0 -}}
 {{- $key := index . 1 -}}
 {{- $given := index . 2 -}}
+{{- $secret := include "stampede.fullname" $ctx -}}
+{{- if gt (len .) 3 }}{{ $secret = index . 3 }}{{ end -}}
 {{- if $given -}}
 {{- $given | b64enc -}}
 {{- else -}}
-{{- $existing := lookup "v1" "Secret" $ctx.Release.Namespace (include "stampede.fullname" $ctx) -}}
+{{- $existing := lookup "v1" "Secret" $ctx.Release.Namespace $secret -}}
 {{- if and $existing (hasKey $existing.data $key) -}}
 {{- index $existing.data $key -}}
 {{- else -}}
-{{- randAlphaNum 32 | b64enc -}}
+{{- /* .Values is one map for the whole render: the first template to need the value
+makes it, the others read it. */ -}}
+{{- $generated := $ctx.Values._generatedSecrets | default dict -}}
+{{- $_ := set $ctx.Values "_generatedSecrets" $generated -}}
+{{- $id := printf "%s/%s" $secret $key -}}
+{{- if not (hasKey $generated $id) -}}
+{{- $_ := set $generated $id (randAlphaNum 32 | b64enc) -}}
+{{- end -}}
+{{- index $generated $id -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -350,15 +363,109 @@ redis://{{ $host }}:6379/0
 {{- if .Values.api.autoscaling.enabled }}{{ .Values.api.autoscaling.maxReplicas }}{{ else }}{{ .Values.api.replicas }}{{ end -}}
 {{- end -}}
 
+{{/* The api Deployment's rollingUpdate.maxSurge (its pods may run this many extra). */}}
+{{- define "stampede.api.deploymentMaxSurge" -}}25%{{- end -}}
+
+{{/*
+Pods a rollout of N api replicas adds: the operator's maxSurge, else the Deployment's, as
+Kubernetes reads it (a percentage rounds up). (list . N)
+*/}}
+{{- define "stampede.api.surgePods" -}}
+{{- $ctx := index . 0 -}}
+{{- $replicas := index . 1 | int -}}
+{{- $surge := toString $ctx.Values.operator.api.maxSurge -}}
+{{- if eq $surge "" }}{{ $surge = include "stampede.api.deploymentMaxSurge" $ctx }}{{ end -}}
+{{- if hasSuffix "%" $surge -}}
+{{- $percent := trimSuffix "%" $surge | int -}}
+{{- div (add (mul $replicas $percent) 99) 100 -}}
+{{- else -}}
+{{- $surge | int -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Connections of the fixed consumers at their maxima: workers + relays (+ migrations
+when the operator counts them; without it the reserve holds them). */}}
+{{- define "stampede.budget.fixedConnections" -}}
+{{- $workers := mul (include "stampede.worker.maxReplicas" . | int) (.Values.worker.dbConnectionsPerPod | int) -}}
+{{- $relays := 0 -}}
+{{- if .Values.relay.enabled -}}
+{{- $relays = mul (.Values.relay.replicas | int) (.Values.relay.dbConnectionsPerPod | int) -}}
+{{- end -}}
+{{- $migrations := 0 -}}
+{{- if and .Values.operator.enabled .Values.migrations.enabled -}}
+{{- $migrations = .Values.migrations.dbConnections | int -}}
+{{- end -}}
+{{- add $workers $relays $migrations -}}
+{{- end -}}
+
+{{/* What the ConnectionBudget's spec.postgres.maxConnections says: "auto" with the in-chart
+Postgres, the release's share (externalDatabase.maxConnections) with an external one,
+unless operator.maxConnections says otherwise. */}}
+{{- define "stampede.operator.maxConnections" -}}
+{{- $setting := toString .Values.operator.maxConnections -}}
+{{- if $setting -}}
+{{- $setting -}}
+{{- else -}}
+{{- ternary "auto" (toString .Values.externalDatabase.maxConnections) .Values.postgresql.enabled -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Postgres' default superuser_reserved_connections: "auto" leaves them out of the budget
+(the operator reads the live value). */}}
+{{- define "stampede.postgres.superuserReserved" -}}3{{- end -}}
+
+{{/* The budget as the chart knows it at render time. With the operator: a number it is
+given, else (auto) the database's maxConnections less the superuser slots, as the operator
+will read it. Without: the database's maxConnections. */}}
+{{- define "stampede.budget.connections" -}}
+{{- $setting := include "stampede.operator.maxConnections" . -}}
+{{- if not .Values.operator.enabled -}}
+{{- include "stampede.postgres.maxConnections" . -}}
+{{- else if eq $setting "auto" -}}
+{{- sub (include "stampede.postgres.maxConnections" . | int) (include "stampede.postgres.superuserReserved" . | int) -}}
+{{- else -}}
+{{- $setting -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the budget's number comes from, for the guard's message. */}}
+{{- define "stampede.budget.source" -}}
+{{- if and .Values.operator.enabled (regexMatch "^[0-9]+$" (toString .Values.operator.maxConnections)) -}}
+operator.maxConnections
+{{- else -}}
+{{- ternary "postgresql.maxConnections" "externalDatabase.maxConnections" .Values.postgresql.enabled -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The api pods' PgBouncer pool before the operator's first reconcile (and with no running
+operator at all): the largest size within [minPoolSize, maxPoolSize] that keeps every api
+pod at the HPA's maximum plus a rollout's surge, the fixed consumers and the reserve
+within the budget. The guard below makes sure the minimum fits.
+*/}}
+{{- define "stampede.operator.initialPoolSize" -}}
+{{- $pods := include "stampede.api.maxReplicas" . | int -}}
+{{- $pods = add $pods (include "stampede.api.surgePods" (list . $pods) | int) -}}
+{{- $left := sub (include "stampede.budget.connections" . | int) (add (include "stampede.budget.fixedConnections" . | int) (.Values.connectionBudget.reserve | int)) -}}
+{{- $size := div (max $left 0) (max $pods 1) -}}
+{{- min (max $size (.Values.operator.api.minPoolSize | int)) (.Values.operator.api.maxPoolSize | int) -}}
+{{- end -}}
+
+{{/* The pool size PgBouncer may reach in one pod (its file-descriptor check uses it). */}}
+{{- define "stampede.pgbouncer.maxPoolSize" -}}
+{{- if .Values.operator.enabled }}{{ .Values.operator.api.maxPoolSize }}{{ else }}{{ .Values.pgbouncer.defaultPoolSize }}{{ end -}}
+{{- end -}}
+
 {{/*
 The connection budget: fails the render when the worst case (every autoscaler at its
-maximum) could open more Postgres connections than the database allows.
+maximum) could open more Postgres connections than the database allows. With the
+operator, pools follow the live replica count, so the worst case is every api pod of a
+rollout at full scale holding its *minimum* pool; the operator reports (and never
+exceeds) a budget its HPA's maximum outgrows.
 */}}
 {{- define "stampede.validateConnectionBudget" -}}
 {{- if .Values.connectionBudget.enabled -}}
 {{- $apiMax := include "stampede.api.maxReplicas" . | int -}}
-{{- $pool := .Values.pgbouncer.defaultPoolSize | int -}}
-{{- $api := mul $apiMax $pool -}}
 {{- $workerMax := include "stampede.worker.maxReplicas" . | int -}}
 {{- $workers := mul $workerMax (.Values.worker.dbConnectionsPerPod | int) -}}
 {{- $relays := 0 -}}
@@ -366,10 +473,31 @@ maximum) could open more Postgres connections than the database allows.
 {{- $relays = mul (.Values.relay.replicas | int) (.Values.relay.dbConnectionsPerPod | int) -}}
 {{- end -}}
 {{- $reserve := .Values.connectionBudget.reserve | int -}}
+{{- $budget := include "stampede.budget.connections" . | int -}}
+{{- if .Values.operator.enabled -}}
+{{- $surge := include "stampede.api.surgePods" (list . $apiMax) | int -}}
+{{- $minPool := .Values.operator.api.minPoolSize | int -}}
+{{- if gt $minPool (.Values.operator.api.maxPoolSize | int) -}}
+{{- fail (printf "operator.api.minPoolSize (%d) is above operator.api.maxPoolSize (%v)" $minPool .Values.operator.api.maxPoolSize) -}}
+{{- end -}}
+{{- $api := mul (add $apiMax $surge) $minPool -}}
+{{- $migrations := 0 -}}
+{{- if .Values.migrations.enabled }}{{ $migrations = .Values.migrations.dbConnections | int }}{{ end -}}
+{{- $total := add $api $workers $relays $migrations $reserve -}}
+{{- if gt $total $budget -}}
+{{- $allows := printf "%d" $budget -}}
+{{- if eq (include "stampede.operator.maxConnections" .) "auto" -}}
+{{- $allows = printf "%d (%s %s less %s superuser slots)" $budget (include "stampede.budget.source" .) (include "stampede.postgres.maxConnections" .) (include "stampede.postgres.superuserReserved" .) -}}
+{{- end -}}
+{{- fail (printf "\n\nconnection budget exceeded: %d Postgres connections needed at full scale with the smallest pools, but the database allows %s.\n  api:        (%d max replicas + %d rollout surge) x %d minimum PgBouncer pool size (operator.api.minPoolSize) = %d\n  workers:    %d max replicas x %d (worker.dbConnectionsPerPod) = %d\n  relays:     %d\n  migrations: %d (migrations.dbConnections)\n  reserve:    %d (connectionBudget.reserve)\nLower api.autoscaling.maxReplicas, operator.api.minPoolSize or the worker's maximum, or raise %s." $total $allows $apiMax $surge $minPool $api $workerMax (.Values.worker.dbConnectionsPerPod | int) $workers $relays $migrations $reserve (include "stampede.budget.source" .)) -}}
+{{- end -}}
+{{- else -}}
+{{- $pool := .Values.pgbouncer.defaultPoolSize | int -}}
+{{- $api := mul $apiMax $pool -}}
 {{- $total := add $api $workers $relays $reserve -}}
-{{- $budget := include "stampede.postgres.maxConnections" . | int -}}
 {{- if gt $total $budget -}}
 {{- fail (printf "\n\nconnection budget exceeded: %d Postgres connections needed at full scale, but the database allows %d.\n  api:     %d max replicas x %d PgBouncer pool size (pgbouncer.defaultPoolSize) = %d\n  workers: %d max replicas x %d (worker.dbConnectionsPerPod) = %d\n  relays:  %d\n  reserve: %d (connectionBudget.reserve)\nLower api.autoscaling.maxReplicas, pgbouncer.defaultPoolSize or the worker's maximum, or raise %s." $total $budget $apiMax $pool $api $workerMax (.Values.worker.dbConnectionsPerPod | int) $workers $relays $reserve (ternary "postgresql.maxConnections" "externalDatabase.maxConnections" .Values.postgresql.enabled)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -381,6 +509,9 @@ maximum) could open more Postgres connections than the database allows.
 {{- end -}}
 {{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.existingSecret) (not .Values.externalDatabase.password) -}}
 {{- fail "externalDatabase: set existingSecret (recommended) or password" -}}
+{{- end -}}
+{{- if and .Values.operator.enabled (include "stampede.postgres.existingSecret" .) (not .Values.operator.postgres.existingSecret) -}}
+{{- fail (printf "operator.postgres.existingSecret: the database password comes from the Secret %q, which the chart does not copy; give the operator a Secret with keys host, port, database, username, password (or set operator.enabled=false)" (include "stampede.postgres.existingSecret" .)) -}}
 {{- end -}}
 {{- end -}}
 
@@ -444,4 +575,25 @@ spec:
         - sourceLabels: [__meta_kubernetes_service_label_app_kubernetes_io_component]
           targetLabel: component
     {{- end }}
+{{- end -}}
+
+{{/* ------------------------------------------------------------- operator */}}
+
+{{/* The ConfigMap the operator owns (key pool.ini), %include'd by every api sidecar. */}}
+{{- define "stampede.operator.poolConfigMap" -}}
+{{- include "stampede.componentName" (list . "pgbouncer-pool") -}}
+{{- end -}}
+
+{{/* The Secret with the operator's Postgres access (host, port, database, username, password). */}}
+{{- define "stampede.operator.postgresSecret" -}}
+{{- default (include "stampede.componentName" (list . "operator-postgres")) .Values.operator.postgres.existingSecret -}}
+{{- end -}}
+
+{{/* The Secret with the sidecars' PgBouncer admin user (username, password). */}}
+{{- define "stampede.operator.adminSecret" -}}
+{{- default (include "stampede.componentName" (list . "pgbouncer-admin")) .Values.operator.pgbouncerAdmin.existingSecret -}}
+{{- end -}}
+
+{{- define "stampede.operator.serviceAccountName" -}}
+{{- include "stampede.componentName" (list . "operator") -}}
 {{- end -}}

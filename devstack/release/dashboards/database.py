@@ -1,4 +1,5 @@
-"""Stampede / Database & PgBouncer: is the database path the bottleneck?"""
+"""Stampede / Database & PgBouncer: is the database path the bottleneck, and does the
+ConnectionBudget operator keep the pools within Postgres' connections?"""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models.dashboard import Dashboard, Panel
 
 from devstack.release.dashboards.shared import (
+    TIMESERIES_HEIGHT,
     Section,
     board,
     quantile,
@@ -20,10 +22,12 @@ def build() -> Dashboard:
     return board(
         "database",
         "Stampede / Database & PgBouncer",
-        "Is the database path the bottleneck? App pools, PgBouncer pools and Postgres itself.",
+        "Is the database path the bottleneck? App pools, PgBouncer pools, the connection "
+        "budget the operator keeps, and Postgres itself.",
         [
             Section("App connection pools", _app_pools()),
             Section("PgBouncer (transaction pooling)", _pgbouncer()),
+            Section("Connection budget (operator)", _budget()),
             Section("Postgres", _postgres()),
         ],
     )
@@ -125,6 +129,96 @@ def _pgbouncer() -> list[Builder[Panel]]:
                     " / sum(rate(pgbouncer_stats_queries_total{$scope}[$__rate_interval])) / 1e6"
                 ),
             },
+        ),
+    ]
+
+
+def _budget() -> list[Builder[Panel]]:
+    """The ConnectionBudget operator's view (docs/operator.md), one release's budget."""
+    return [
+        timeseries_panel(
+            "Budget, allocated and in use",
+            "Connections the consumers may hold (max_connections minus the reserve), what "
+            "the pools and fixed consumers add up to, and what Postgres counts open for "
+            "their roles. Allocated never exceeds the budget.",
+            unit="short",
+            span=8,
+            queries={
+                "budget": "max(stampede_operator_budget_connections{$scope})",
+                "allocated": "max(stampede_operator_allocated_connections{$scope})",
+                "in use": "max(stampede_operator_in_use_connections{$scope})",
+            },
+        ),
+        timeseries_panel(
+            "Pool size per pod",
+            "The PgBouncer pool each pod of a pooled consumer gets (default_pool_size): "
+            "shrinks as the HPA adds pods, grows as it removes them.",
+            unit="short",
+            span=8,
+            queries={"{{consumer}}": "max by (consumer) (stampede_operator_pool_size{$scope})"},
+        ),
+        timeseries_panel(
+            "Replicas and the budget's limit",
+            "Pods per consumer now, what the HPA asks for, and the most the budget allows "
+            "at the minimum pool.",
+            unit="short",
+            span=8,
+            queries={
+                "{{consumer}} replicas": ("max by (consumer) (stampede_operator_replicas{$scope})"),
+                "{{consumer}} desired": (
+                    "max by (consumer) (stampede_operator_desired_replicas{$scope})"
+                ),
+                "{{consumer}} max allowed": (
+                    "max by (consumer) (stampede_operator_max_replicas_allowed{$scope})"
+                ),
+            },
+        ),
+        stat_panel(
+            "Conditions",
+            "1 = true. Ready and WithinBudget should be 1; HPAMaxExceedsBudget and "
+            "ApplyFailed 0 (alerts: StampedeHPAMaxExceedsBudget, StampedeBudgetApplyFailing).",
+            unit="bool",
+            span=6,
+            height=TIMESERIES_HEIGHT,
+            queries={
+                "{{condition}}": "max by (condition) (stampede_operator_condition{$scope})",
+            },
+        ),
+        timeseries_panel(
+            "Pods applied",
+            "Pods whose PgBouncer runs the current pool size, of all Ready pods.",
+            unit="short",
+            span=6,
+            queries={
+                "{{consumer}} applied": (
+                    "max by (consumer) (stampede_operator_pods_applied{$scope})"
+                ),
+                "{{consumer}} pods": "max by (consumer) (stampede_operator_pods_total{$scope})",
+            },
+        ),
+        timeseries_panel(
+            "Apply failures / s",
+            "Pushes of a pool size to a pod's admin console that failed (retried).",
+            unit="ops",
+            span=6,
+            queries={
+                "{{consumer}}": (
+                    "sum by (consumer) (rate(stampede_operator_apply_failures_total"
+                    "{$scope}[$__rate_interval]))"
+                ),
+            },
+            thresholds={"red": 0.001},
+        ),
+        timeseries_panel(
+            "Reconcile duration",
+            "One reconcile: read the replicas and Postgres, compute, write and push.",
+            unit="s",
+            span=6,
+            queries={
+                "p50": quantile(0.5, "stampede_operator_reconcile_duration_seconds"),
+                "p99": quantile(0.99, "stampede_operator_reconcile_duration_seconds"),
+            },
+            thresholds={"orange": 1, "red": 5},
         ),
     ]
 

@@ -2,8 +2,9 @@
 
 For each scenario: ``helm install`` order (hooks, then the release's objects), every pod
 Ready through its real probes; then the API contract suite against the api Service, an
-order's confirmation email from the worker pod, ``helm test``, and an api container
-killed under traffic.
+order's confirmation email from the worker pod, ``helm test``, an api container
+killed under traffic, and each api pod's PgBouncer taking its pool from the operator's
+ConfigMap, resized through its admin console on the pod IP as the operator does it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.chart import RELEASE, REPO_ROOT
+from tests.support.chart import RELEASE, REPO_ROOT, merged_values
 from tests.support.kubelet.installation import Installation
+from tests.support.kubelet.pods import Pod
 from tests.support.kubelet.release import Namespace
+from tests.support.pgbouncer_admin import console
 
 API_SERVICE = f"{RELEASE}-api"
+OPERATOR = f"{RELEASE}-operator"
+POOL_CONFIGMAP = f"{RELEASE}-pgbouncer-pool"
 DEFAULT_ONLY = "the default scenario covers it; the others differ only in what installs"
 
 
@@ -41,9 +46,14 @@ def test_hooks_run_before_and_after_the_release_and_every_pod_becomes_ready(
         entry.startswith(f"{migrations}: Job/{RELEASE}-migrations-") and "succeeded" in entry
         for entry in namespace.history
     ), namespace.history
+    # Only the operator's pod needs the Kubernetes API, which no server answers here: its
+    # own run is in tests/operator (against an emulated API).
+    operator_on = merged_values(installation.scenario)["operator"]["enabled"]
+    assert set(namespace.not_run) == ({f"Deployment/{OPERATOR}"} if operator_on else set())
     for workload in installation.plan.release:
-        if workload["kind"] in ("Deployment", "StatefulSet"):
-            pods = namespace.pods_of(f"{workload['kind']}/{workload['metadata']['name']}")
+        owner = f"{workload['kind']}/{workload['metadata']['name']}"
+        if workload["kind"] in ("Deployment", "StatefulSet") and owner not in namespace.not_run:
+            pods = namespace.pods_of(owner)
             assert pods, f"no pod for {workload['kind']} {workload['metadata']['name']}"
             assert all(pod.ready for pod in pods), [pod.describe() for pod in pods]
     with pod_report.open("a") as report:
@@ -190,3 +200,63 @@ class Traffic:
             except httpx.HTTPError as error:
                 self.failures.append((time.monotonic(), repr(error)))
             time.sleep(0.02)
+
+
+def _pool_console(namespace: Namespace, pod: Pod) -> str:
+    """The admin console DSN of ``pod``'s PgBouncer on the pod IP, as the operator's pod
+    dials it, with the admin user of the Secret the ConnectionBudget names."""
+    [pooled] = namespace.store.get("ConnectionBudget", RELEASE)["spec"]["pooled"]
+    admin = namespace.store.data("Secret", pooled["pgbouncer"]["adminSecretRef"]["name"])
+    port = pooled["pgbouncer"]["port"]
+    return f"postgresql://{admin['username']}:{admin['password']}@{pod.obj.ip}:{port}/pgbouncer"
+
+
+def _pool_config(namespace: Namespace, pod: Pod) -> tuple[int, int]:
+    rows = console(_pool_console(namespace, pod), "SHOW CONFIG")
+    config = {row["key"]: row["value"] for row in rows}
+    return int(config["default_pool_size"]), int(config["max_db_connections"])
+
+
+def _pool_file(size: int) -> str:
+    return f"default_pool_size = {size}\nmax_db_connections = {size}\n"
+
+
+def test_api_sidecars_take_their_pool_from_the_operators_configmap(
+    installation: Installation, pod_report: Path
+) -> None:
+    """Each api pod's PgBouncer runs the size of the pool ConfigMap (mounted as a
+    directory), and its admin user logs in on the pod IP. Then a shrink as the operator
+    makes it: SET on every pod, then the ConfigMap; a sidecar killed afterwards comes back
+    with the new size from the refreshed file, and a RELOAD keeps it."""
+    namespace = installation.require()
+    pool = namespace.store.get("ConfigMap", POOL_CONFIGMAP)
+    initial = int(pool["data"]["pool.ini"].split("=", 1)[1].split()[0])
+    assert pool["data"]["pool.ini"] == _pool_file(initial)
+    api_pods = namespace.pods_of(f"Deployment/{API_SERVICE}")
+    assert len(api_pods) >= 2
+    for pod in api_pods:
+        assert _pool_config(namespace, pod) == (initial, initial), pod.describe()
+
+    smaller = initial - 1
+    for pod in api_pods:
+        for setting in ("default_pool_size", "max_db_connections"):
+            console(_pool_console(namespace, pod), f"SET {setting} = {smaller}")
+    refreshed = namespace.update({**pool, "data": {"pool.ini": _pool_file(smaller)}})
+    assert set(refreshed) == set(api_pods)
+
+    restarted, kept = api_pods[0], api_pods[1]
+    killed_at = time.monotonic()
+    restarted.kill("pgbouncer")
+    while restarted.containers["pgbouncer"].restarts < 1 or not restarted.ready:
+        if time.monotonic() - killed_at > 120:
+            pytest.fail("the killed PgBouncer was not Ready again:\n" + restarted.describe())
+        time.sleep(0.1)
+    back_after = time.monotonic() - killed_at
+    assert _pool_config(namespace, restarted) == (smaller, smaller)
+    console(_pool_console(namespace, kept), "RELOAD")
+    assert _pool_config(namespace, kept) == (smaller, smaller)
+    with pod_report.open("a") as report:
+        report.write(
+            f"{installation.scenario}: api sidecars pooled {initial} from the ConfigMap; "
+            f"shrunk to {smaller} live, a killed sidecar back with it after {back_after:.1f} s\n"
+        )

@@ -37,6 +37,15 @@ class ObjectStore:
                 raise ValueError(f"{key[0]} {key[1]} already exists")
             self._objects[key] = doc
 
+    def replace(self, doc: Doc) -> None:
+        """An update of an existing object (``kubectl apply`` of a change, a controller's
+        write)."""
+        key = (doc["kind"], doc["metadata"]["name"])
+        with self._lock:
+            if key not in self._objects:
+                raise ObjectNotFound(f'{key[0].lower()} "{key[1]}" not found in {self.namespace}')
+            self._objects[key] = doc
+
     def delete(self, kind: str, name: str) -> None:
         with self._lock:
             self._objects.pop((kind, name), None)

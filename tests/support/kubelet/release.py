@@ -7,6 +7,10 @@ the namespace from their creation on, so a pre-install hook's pod sees only what
 before the release and what earlier hooks created. ``hook-succeeded`` hooks are deleted
 once they succeed. Workloads' pods start as their objects are created; like a plain
 ``helm install`` (no ``--wait``), post-install hooks do not wait for them.
+
+No API server runs here: a workload whose pods project a ServiceAccount token (they talk
+to the Kubernetes API) is created as an object, but its pods are not run; ``not_run``
+says which and why, so a test can name what it did not prove.
 """
 
 from __future__ import annotations
@@ -35,8 +39,25 @@ class InstallError(AssertionError):
     """The install (or the test) did what a cluster would report as a failure."""
 
 
+NO_API_SERVER = (
+    "its pods use the Kubernetes API (a projected ServiceAccount token): no API server runs here"
+)
+
+
 def describe(kind: str, doc: Doc) -> str:
     return f"{kind}/{doc['metadata']['name']}"
+
+
+def needs_api_server(template: Doc) -> bool:
+    """Whether a pod talks to the Kubernetes API: it projects a ServiceAccount token, or
+    lets the token be automounted."""
+    spec = template["spec"]
+    projected = any(
+        "serviceAccountToken" in source
+        for volume in spec.get("volumes", [])
+        for source in volume.get("projected", {}).get("sources", [])
+    )
+    return projected or spec.get("automountServiceAccountToken") is True
 
 
 class Namespace:
@@ -61,6 +82,7 @@ class Namespace:
         self.proxy = ServiceProxy(lambda: list(self.pods))
         self.node = Node(runtime, self.store, self.network, timing, workdir, self.hosts, self.links)
         self.history: list[str] = []  # "<phase>: <Kind>/<name> <what happened>"
+        self.not_run: dict[str, str] = {}  # "<Kind>/<name>" of a workload → why
 
     # -- what pods see -------------------------------------------------------------
     def hosts(self) -> dict[str, str]:
@@ -109,10 +131,24 @@ class Namespace:
             self.proxy.serve(doc, address)
         if doc["kind"] not in WORKLOAD_KINDS or doc["kind"] == "Job":
             return []
+        owner = describe(doc["kind"], doc)
+        if needs_api_server(pod_templates(doc, self.store)[0][1]):
+            self.not_run[owner] = NO_API_SERVER
+            self.history.append(f"{phase}: {owner} pods not run: {NO_API_SERVER}")
+            return []
         return [
-            self._new_pod(name, template, describe(doc["kind"], doc))
+            self._new_pod(name, template, owner)
             for name, template in pod_templates(doc, self.store)
         ]
+
+    def update(self, doc: Doc) -> list[Pod]:
+        """An object changed in the API (a ConfigMap an operator rewrote): the pods whose
+        volumes the kubelet refreshes from it."""
+        self.store.replace(doc)
+        if doc["kind"] not in ("ConfigMap", "Secret"):
+            return []
+        name = doc["metadata"]["name"]
+        return [pod for pod in self.pods if pod.volumes.refresh(doc["kind"], name)]
 
     def _new_pod(self, name: str, template: Doc, owner: str) -> Pod:
         admit(template["spec"], self.store, self.runtime, owner)
@@ -131,6 +167,8 @@ class Namespace:
         added: list[Pod] = []
         for deployment in self.store.of_kind("Deployment"):
             owner = describe("Deployment", deployment)
+            if owner in self.not_run:
+                continue
             missing = replicas(deployment, self.store) - len(self.pods_of(owner))
             templates = pod_templates(deployment, self.store)[:missing]
             added += [self._new_pod(name, template, owner) for name, template in templates]

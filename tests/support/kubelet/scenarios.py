@@ -4,7 +4,7 @@ A scenario is installed with its own values file, plus only what points the rele
 this machine: the SMTP server the test runs (``smtp.*``). What a real cluster would hold
 before the install is made here: the production scenario's ``existingSecret``s, and its
 external database, a stand-in Postgres pod (TLS on: the scenario says
-``sslMode: require``) answering at ``externalDatabase.host``.
+``sslMode: require``) answering at ``externalDatabase.host``, and the operator's Secrets.
 """
 
 from __future__ import annotations
@@ -63,6 +63,24 @@ def setup_for(scenario: str, values: dict[str, Any], smtp: Smtp) -> ScenarioSetu
         existing.append(
             secret(values["api"]["auth"]["existingSecret"], {"api-key-hmac-key": hmac_key})
         )
+    operator = values["operator"]
+    if operator["enabled"] and operator["pgbouncerAdmin"]["existingSecret"]:
+        # The sidecars' PgBouncer admin user, as the production shape keeps it.
+        admin = {
+            "username": operator["pgbouncerAdmin"]["username"],
+            "password": os.urandom(12).hex(),
+        }
+        existing.append(secret(operator["pgbouncerAdmin"]["existingSecret"], admin))
+    if operator["enabled"] and operator["postgres"]["existingSecret"]:
+        # The operator's Postgres access: the database the scenario names.
+        access = {
+            "host": external_db["host"],
+            "port": str(external_db["port"]),
+            "database": external_db["database"],
+            "username": external_db["username"],
+            "password": EXTERNAL_DB_PASSWORD,
+        }
+        existing.append(secret(operator["postgres"]["existingSecret"], access))
     if values["smtp"]["existingSecret"]:
         # The test's SMTP server offers no AUTH: no username, so the worker never logs in.
         set_values["smtp.username"] = ""

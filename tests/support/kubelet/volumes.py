@@ -6,7 +6,10 @@ read-only; emptyDir is a directory (``medium: Memory``: a tmpfs of ``sizeLimit``
 by the pod's containers; a StatefulSet's PVC is a directory that outlives its pod. With a
 pod ``fsGroup`` every volume's files get that group, group-readable (writable for
 emptyDir and PVC), directories set-gid: what ``SetVolumeOwnership`` does. ``subPath``
-mounts a path inside the volume.
+mounts a path inside the volume. When a ConfigMap or Secret changes, ``refresh`` rewrites
+the files of the volumes made from it, as the kubelet's periodic sync does (at once here,
+within its sync period in a cluster); a container that mounts a whole volume sees the new
+content, one that mounts a ``subPath`` of it keeps a file the kubelet never updates.
 """
 
 from __future__ import annotations
@@ -67,6 +70,26 @@ class PodVolumes:
             else:
                 raise NotImplementedError(f"volume {name}: {kind} is not supported")
             self.paths[name] = path
+
+    def refresh(self, kind: str, name: str) -> bool:
+        """Rewrite the volumes made from ConfigMap or Secret ``name``; whether any was."""
+        source_key = {"ConfigMap": ("configMap", "name"), "Secret": ("secret", "secretName")}
+        volume_kind, name_field = source_key[kind]
+        refreshed = False
+        for volume in self.pod.spec.get("volumes", []):
+            path = self.paths.get(volume["name"])
+            if path is None:
+                continue
+            if volume_kind in volume and volume[volume_kind][name_field] == name:
+                self._files(path, volume[volume_kind], volume_kind)
+                refreshed = True
+            elif "projected" in volume and any(
+                (source.get(volume_kind) or {}).get("name") == name
+                for source in volume["projected"].get("sources", [])
+            ):
+                self._projected(path, volume["projected"])
+                refreshed = True
+        return refreshed
 
     def _empty_dir(self, path: Path, spec: Doc) -> None:
         if spec.get("medium") == "Memory":
