@@ -112,11 +112,11 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def send(message: EmailMessage, settings: SmtpSettings, host: str) -> None:
-    """Hand ``message`` to the SMTP server; returns once the server accepted it.
+def connect(settings: SmtpSettings, host: str) -> smtplib.SMTP:
+    """An SMTP session, greeted and logged in, ready for :func:`deliver` (as many
+    messages as the caller has); :func:`close` ends it.
 
-    Raises ``smtplib.SMTPException`` (server refusals; ``smtp_code`` says whether 4xx,
-    transient, or 5xx, permanent) or ``OSError`` (unreachable, timeouts).
+    Raises ``smtplib.SMTPException`` or ``OSError``.
     """
     smtp: smtplib.SMTP
     if settings.security == "tls":
@@ -130,12 +130,43 @@ def send(message: EmailMessage, settings: SmtpSettings, host: str) -> None:
             smtp.starttls(context=_tls_context())
         if settings.username is not None and settings.password is not None:
             smtp.login(settings.username, settings.password.get_secret_value())
-        smtp.send_message(message)
     except BaseException:
         smtp.close()
         raise
-    # Accepted: from here on nothing may fail the send, or it would be sent again. So no
-    # ``with smtp:``, whose QUIT raises on an odd reply or a timeout.
+    return smtp
+
+
+def deliver(smtp: smtplib.SMTP, message: EmailMessage) -> None:
+    """Hand ``message`` to the server over an open session; returns once the server
+    accepted it (its ``250`` to the final dot).
+
+    Raises ``smtplib.SMTPException`` (server refusals; ``smtp_code`` says whether 4xx,
+    transient, or 5xx, permanent; after a refusal smtplib has reset the transaction, so
+    the session takes the next message) or ``OSError`` (lost connection, timeouts).
+    """
+    smtp.send_message(message)
+
+
+def close(smtp: smtplib.SMTP) -> None:
+    """End the session politely. Never raises: what it sent was accepted already, and
+    a failure here must not make anyone send it again. So no ``with smtp:``, whose QUIT
+    raises on an odd reply or a timeout."""
     with contextlib.suppress(smtplib.SMTPException, OSError):
         smtp.quit()
     smtp.close()
+
+
+def send(message: EmailMessage, settings: SmtpSettings, host: str) -> None:
+    """Hand ``message`` to the SMTP server in a session of its own; returns once the
+    server accepted it.
+
+    Raises ``smtplib.SMTPException`` (server refusals; ``smtp_code`` says whether 4xx,
+    transient, or 5xx, permanent) or ``OSError`` (unreachable, timeouts).
+    """
+    smtp = connect(settings, host)
+    try:
+        deliver(smtp, message)
+    except BaseException:
+        smtp.close()
+        raise
+    close(smtp)
