@@ -284,7 +284,10 @@ def record_accepted(
     ``token``'s attempt; returns the order's user id (None if the order is gone). Raises
     database errors; never sends."""
     msg_id = mail.message_id(order_id, settings.smtp.message_id_domain)
-    with engine.begin() as conn:
+    # One statement, atomic on its own: no BEGIN and COMMIT around it, two round trips
+    # fewer per email (through PgBouncer, four messages fewer).
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
         return record_sent(
             conn, message_id=msg_id, order_id=order_id, outbox_id=outbox_id, token=token
         )
