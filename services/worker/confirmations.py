@@ -83,6 +83,13 @@ Outcome = Literal["sent", "already-sent"]
 # is handed to the task's retries (AcceptedNotRecorded). Seconds before each further try.
 RECORD_RETRY_DELAYS_S = (0.2, 0.5)
 
+# A batch starts no send after this share of the soft time limit, and no quick retry of a
+# record after that one: a batch must end well before the limit, which would cut it
+# between an email's acceptance and its record (the hard limit: kill, ack, and a resend
+# once the sweep publishes it again).
+SEND_SHARE_OF_LIMIT = 1 / 3
+RECORD_SHARE_OF_LIMIT = 2 / 3
+
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
@@ -329,6 +336,9 @@ class Batch:
     # To try again: sends not made (no lease of ours left on them), and accepted emails
     # whose record failed (``accepted_by`` set: record only, never send).
     again: list[Item] = field(default_factory=list)
+    # Not tried for lack of time (their leases released): the rest of the batch, to go
+    # on with in a task of its own; not a failure.
+    rest: list[Item] = field(default_factory=list)
     # Another attempt holds some of ``again``'s leases for this long at most.
     lease_busy_s: float = 0.0
     # What stopped the sending (an SMTP or network error, a database error, the soft
@@ -520,6 +530,10 @@ def send_batch(engine: Engine, settings: Settings, items: Sequence[Item], *, tok
     from the first send on, every outcome is in the returned ``Batch``.
     """
     batch = Batch()
+    started = time.monotonic()
+    limit_s = settings.worker.soft_time_limit_s
+    send_until = started + limit_s * SEND_SHARE_OF_LIMIT
+    record_until = started + limit_s * RECORD_SHARE_OF_LIMIT
     for item in items:
         if item.accepted_by is not None:
             try:
@@ -546,6 +560,13 @@ def send_batch(engine: Engine, settings: Settings, items: Sequence[Item], *, tok
     smtp: smtplib.SMTP | None = None
     try:
         for index, claim in enumerate(claims):
+            if index and time.monotonic() > send_until:
+                # A slow server or a busy machine: what is left goes on in a task of
+                # its own rather than run into the time limit with an email accepted
+                # and not recorded.
+                batch.rest.extend(c.item for c in claims[index:])
+                _release_many(engine, claims[index:], token)
+                break
             message = mail.compose(
                 claim.confirmation, sender=settings.smtp.sender, msg_id=claim.message_id
             )
@@ -565,7 +586,7 @@ def send_batch(engine: Engine, settings: Settings, items: Sequence[Item], *, tok
                 _stop(engine, batch, claims[index:], token, error)
                 break
             try:
-                _record_with_retries(engine, settings, claim, token)
+                _record_with_retries(engine, settings, claim, token, until=record_until)
             except (SQLAlchemyError, SoftTimeLimitExceeded) as error:
                 # The email is out: only its record may be tried again, never the send.
                 log.warning("email %s sent; recording it later", claim.message_id)
@@ -590,7 +611,11 @@ def _stop(
     _release_many(engine, unsent, token)
 
 
-def _record_with_retries(engine: Engine, settings: Settings, claim: _Claim, token: str) -> None:
+def _record_with_retries(
+    engine: Engine, settings: Settings, claim: _Claim, token: str, *, until: float
+) -> None:
+    """Record ``claim``'s email as sent; a few quick tries, none of them begun after
+    ``until`` (the time limit is near: the record-only retry takes over)."""
     for delay in (*RECORD_RETRY_DELAYS_S, None):
         try:
             record_accepted(
@@ -602,7 +627,7 @@ def _record_with_retries(engine: Engine, settings: Settings, claim: _Claim, toke
             )
             return
         except SQLAlchemyError:
-            if delay is None:
+            if delay is None or time.monotonic() + delay > until:
                 raise
             log.warning(
                 "email %s sent; recording it failed, retrying", claim.message_id, exc_info=True

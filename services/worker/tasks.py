@@ -259,6 +259,9 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             # Not parked: they go round again, and fail for good again.
             batch.again.extend(item for item, _, _ in batch.failed)
         forget_orders_of_users(resources, batch.stale_users)
+        if batch.rest:
+            # Out of time, not failed: the rest goes on at once, a new task.
+            self.apply_async(kwargs={"items": [item.to_message() for item in batch.rest]})
         if batch.again:
             raise retry_batch(self, batch)
         return f"sent {batch.sent}, already sent {batch.already_sent}, failed {len(batch.failed)}"

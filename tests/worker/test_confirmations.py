@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import time
 from collections.abc import Iterator
 
 import asyncpg
@@ -280,4 +281,34 @@ async def test_a_batch_hit_by_a_database_error_records_the_accepted_email_and_se
         f"<order-{item.order_id}.confirmation@stampede.dev>" for item in items
     )
     assert await db.fetchval("SELECT count(*) FROM orders WHERE confirmation_status = 'sent'") == 3
+    assert await db.fetchval("SELECT max(attempts) FROM email_deliveries") == 2
+
+
+@pytest.mark.usefixtures("clean")
+async def test_a_slow_batch_leaves_the_rest_for_another_task_well_before_its_time_limit(
+    shop: RunningApi,
+    db: asyncpg.Connection,
+    engine: Engine,
+    worker_settings: Settings,
+    smtp_server: SmtpServer,
+) -> None:
+    settings = worker_settings.model_copy(
+        update={"worker": worker_settings.worker.model_copy(update={"soft_time_limit_s": 1})}
+    )
+    items = await placed_orders(shop, db, 3)
+    # Each answer takes 0.4 s: past a third of the limit after the first email.
+    smtp_server.handler.on_accept = lambda: time.sleep(0.4)
+
+    first = confirmations.send_batch(engine, settings, items, token="a")
+
+    assert (first.sent, first.again, first.error) == (1, [], None)
+    assert first.rest == items[1:]
+    # Their leases are free: the next task sends them at once.
+    second = confirmations.send_batch(engine, settings, first.rest, token="b")
+    assert second.sent == 1
+    assert second.rest == items[2:]
+    assert [m["Message-ID"] for m in smtp_server.handler.accepted()] == [
+        f"<order-{item.order_id}.confirmation@stampede.dev>" for item in items[:2]
+    ]
+    # Claimed by both: the first released it unsent.
     assert await db.fetchval("SELECT max(attempts) FROM email_deliveries") == 2
