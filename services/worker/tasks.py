@@ -25,7 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.core.outbox import SEND_ORDER_CONFIRMATION, SEND_ORDER_CONFIRMATIONS
 from services.core.settings import Settings
-from services.worker import confirmations, outbox_lifecycle, runtime
+from services.worker import confirmations, metrics, outbox_lifecycle, runtime
 from services.worker.cache_invalidation import (
     forget_orders_of_user,
     forget_orders_of_users,
@@ -259,6 +259,15 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             # Not parked: they go round again, and fail for good again.
             batch.again.extend(item for item, _, _ in batch.failed)
         forget_orders_of_users(resources, batch.stale_users)
+        for outcome, count in (
+            ("sent", batch.sent),
+            ("already_sent", batch.already_sent),
+            ("failed", len(batch.failed)),
+            ("retried", len(batch.again)),
+            ("continued", len(batch.rest)),
+        ):
+            if count:
+                metrics.EMAILS.labels(outcome).inc(count)
         if batch.rest:
             # Out of time, not failed: the rest goes on at once, a new task.
             self.apply_async(kwargs={"items": [item.to_message() for item in batch.rest]})
