@@ -15,6 +15,9 @@ from services.core.models import OutboxMessage
 
 # Celery task names (the worker registers its tasks under these).
 SEND_ORDER_CONFIRMATION = "stampede.orders.send_confirmation"
+# What the relay publishes for several SEND_ORDER_CONFIRMATION rows at once: one task, one
+# SMTP session (the worker's own contract with the relay; outbox rows never name it).
+SEND_ORDER_CONFIRMATIONS = "stampede.orders.send_confirmations"
 
 # NOTIFY channel an outbox insert signals at commit (trigger in migration 0002).
 OUTBOX_CHANNEL = "stampede_outbox"

@@ -149,6 +149,12 @@ class RelaySettings(BaseModel):
     """The outbox relay, which moves committed outbox rows to the broker."""
 
     batch_size: int = Field(100, ge=1, le=10_000, description="Rows published per transaction.")
+    # One task, one SMTP session and one claim statement for several emails: the worker's
+    # cost per email is mostly per task (the broker's round trips, Celery's bookkeeping,
+    # an SMTP session). Small enough that every prefork child gets work from a batch.
+    confirmations_per_task: int = Field(
+        20, ge=1, le=100, description="Order confirmations published as one task."
+    )
     poll_interval_s: float = Field(
         1.0, gt=0, description="Fallback when no NOTIFY arrives (no `listen_url`, or one missed)."
     )

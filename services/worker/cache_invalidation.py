@@ -10,6 +10,7 @@ expires (the api's reads never depend on this).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -37,13 +38,21 @@ def forget_user_orders(resources: WorkerResources, order_id: int) -> None:
 
 def forget_orders_of_user(resources: WorkerResources, user_id: int) -> None:
     """Invalidate user ``user_id``'s cached order list (no database round trip)."""
+    forget_orders_of_users(resources, [user_id])
+
+
+def forget_orders_of_users(resources: WorkerResources, user_ids: Iterable[int]) -> None:
+    """Invalidate the cached order lists of ``user_ids`` (one call to the cache Redis)."""
+    tags = [cache_tags.user_orders(user_id) for user_id in sorted(set(user_ids))]
+    if not tags:
+        return
     settings = resources.settings.cache
     try:
         invalidate_now(
             resources.cache_redis,
             namespace=settings.namespace,
             marker_ttl_s=settings.tag_marker_ttl_s,
-            tags=[cache_tags.user_orders(user_id)],
+            tags=tags,
         )
     except (RedisError, OSError):
-        log.warning("could not invalidate the cached orders of user %s", user_id, exc_info=True)
+        log.warning("could not invalidate the cached orders of users %s", tags, exc_info=True)

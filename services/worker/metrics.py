@@ -31,6 +31,13 @@ QUEUE_WAIT = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 RECEIVED = Counter("stampede_worker_tasks_received_total", "Tasks a worker took from the broker.")
+# A task carries up to relay.confirmations_per_task emails: tasks do not count emails.
+EMAILS = Counter(
+    "stampede_worker_emails_total",
+    "Confirmation emails by outcome: sent (and recorded), already sent, failed for good, "
+    "set aside to be retried, left to a follow-up task.",
+    ["outcome"],
+)
 QUEUE_LENGTH = Gauge("stampede_worker_queue_length", "Messages waiting in the broker.", ["queue"])
 OUTBOX_BACKLOG = Gauge("stampede_outbox_unpublished", "Outbox rows not yet published.")
 OUTBOX_OLDEST_AGE = Gauge(

@@ -21,8 +21,10 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import psycopg
 from celery import Celery
@@ -32,7 +34,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.core.db import create_sync_engine, libpq_dsn
-from services.core.outbox import OUTBOX_CHANNEL
+from services.core.outbox import (
+    OUTBOX_CHANNEL,
+    SEND_ORDER_CONFIRMATION,
+    SEND_ORDER_CONFIRMATIONS,
+)
 from services.core.settings import Settings
 from services.core.telemetry.logs import logging_config
 from services.worker import metrics, outbox_lifecycle, retention
@@ -46,6 +52,8 @@ PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "i
 HOUSEKEEPING_EVERY_S = 5.0
 MAX_BACKOFF_S = 10.0
 BROKER_ERRORS = (KombuError, OSError)
+# A task to publish: its name, its kwargs, the outbox rows it carries.
+Task = tuple[str, dict[str, Any], list[int]]
 
 
 class Listener:
@@ -123,17 +131,17 @@ class Relay:
                 return 0
             try:
                 with self._celery.producer_or_acquire() as producer:
-                    for row in rows:
+                    for task, kwargs, ids in self._tasks(rows):
                         self._celery.send_task(
-                            row.task,
-                            kwargs={**row.payload, "outbox_id": row.id},
+                            task,
+                            kwargs=kwargs,
                             # For the queue-wait histogram (services.worker.metrics).
                             headers={metrics.PUBLISHED_AT_HEADER: time.time()},
                             producer=producer,
                             retry=True,
                             retry_policy=PUBLISH_RETRY,
                         )
-                        published.append(row.id)
+                        published.extend(ids)
             except BROKER_ERRORS as broker_error:
                 error = broker_error
             outbox_lifecycle.mark_published(conn, published)
@@ -141,6 +149,21 @@ class Relay:
         if error is not None:
             raise error
         return len(published)
+
+    def _tasks(self, rows: list[outbox_lifecycle.Pending]) -> Iterator[Task]:
+        """The tasks that carry ``rows``: order confirmations several to a task (see
+        ``tasks.send_order_confirmations``), anything else one row per task."""
+        per_task = self._settings.confirmations_per_task
+        confirmations = [
+            row for row in rows if row.task == SEND_ORDER_CONFIRMATION and "order_id" in row.payload
+        ]
+        for start in range(0, len(confirmations), per_task):
+            chunk = confirmations[start : start + per_task]
+            items = [[row.id, row.payload["order_id"]] for row in chunk]
+            yield SEND_ORDER_CONFIRMATIONS, {"items": items}, [row.id for row in chunk]
+        for row in rows:
+            if row.task != SEND_ORDER_CONFIRMATION or "order_id" not in row.payload:
+                yield row.task, {**row.payload, "outbox_id": row.id}, [row.id]
 
     def housekeeping(self) -> None:
         """Every few seconds: republish stale rows, refresh the backlog metrics; every

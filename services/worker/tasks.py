@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import smtplib
+from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -22,10 +23,14 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from services.core.outbox import SEND_ORDER_CONFIRMATION
+from services.core.outbox import SEND_ORDER_CONFIRMATION, SEND_ORDER_CONFIRMATIONS
 from services.core.settings import Settings
-from services.worker import confirmations, outbox_lifecycle, runtime
-from services.worker.cache_invalidation import forget_orders_of_user, forget_user_orders
+from services.worker import confirmations, metrics, outbox_lifecycle, runtime
+from services.worker.cache_invalidation import (
+    forget_orders_of_user,
+    forget_orders_of_users,
+    forget_user_orders,
+)
 from services.worker.errors import (
     AcceptedNotRecorded,
     LeaseBusy,
@@ -67,6 +72,9 @@ class DeadLetteringTask(Task):  # type: ignore[type-arg]
         kwargs: dict[str, Any],
         einfo: ExceptionInfo,
     ) -> None:
+        if "items" in kwargs:
+            self._dead_letter_batch(exc, task_id, kwargs["items"])
+            return
         outbox_id, order_id = kwargs.get("outbox_id"), kwargs.get("order_id")
         log.error(
             "task %s failed for good, dead-lettered",
@@ -87,6 +95,51 @@ class DeadLetteringTask(Task):  # type: ignore[type-arg]
             return
         if order_id is not None:
             forget_user_orders(resources, order_id)  # its confirmation_status is "failed"
+
+    def _dead_letter_batch(self, exc: Exception, task_id: str, items: list[Any]) -> None:
+        batch = [confirmations.Item.from_message(item) for item in items]
+        accepted = [item for item in batch if item.accepted_by is not None]
+        if accepted:
+            # Never dead-lettered: an operator's retry would send them a second time.
+            # Their rows stay "published, not done"; the sweep hands them back.
+            log.error(
+                "task %s failed with accepted emails unrecorded",
+                task_id,
+                extra={"order_ids": [item.order_id for item in accepted], "error": repr(exc)},
+            )
+        dead = [(item, None, exc) for item in batch if item.accepted_by is None]
+        if dead:
+            dead_letter(runtime.current(), task_id, dead)
+
+
+def dead_letter(
+    resources: runtime.WorkerResources,
+    task_id: str,
+    failed: Sequence[tuple[confirmations.Item, int | None, BaseException]],
+) -> bool:
+    """Park the outbox rows of confirmations that failed for good; False if the
+    database would not take it (the rows then stay "published, not done")."""
+    for item, _, error in failed:
+        log.error(
+            "task %s failed for good, dead-lettered",
+            task_id,
+            extra={"outbox_id": item.outbox_id, "order_id": item.order_id, "error": repr(error)},
+        )
+    try:
+        with resources.engine.begin() as conn:
+            for item, _, error in failed:
+                outbox_lifecycle.mark_dead(
+                    conn, item.outbox_id, item.order_id, f"{type(error).__name__}: {error}"
+                )
+    except SQLAlchemyError:
+        log.exception("could not dead-letter outbox rows %s", [i.outbox_id for i, _, _ in failed])
+        return False
+    known = [user_id for _, user_id, _ in failed if user_id is not None]
+    forget_orders_of_users(resources, known)  # their confirmation_status is "failed"
+    for item, user_id, _ in failed:
+        if user_id is None:
+            forget_user_orders(resources, item.order_id)
+    return True
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
@@ -168,3 +221,85 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         )
         kwargs = {"outbox_id": outbox_id, "order_id": order_id, "accepted_by": token}
         return task.retry(kwargs=kwargs, countdown=countdown, max_retries=RECORD_UNTIL_DONE)
+
+    @app.task(
+        name=SEND_ORDER_CONFIRMATIONS,
+        bind=True,
+        base=DeadLetteringTask,
+        autoretry_for=TRANSIENT,
+        retry_backoff=worker.retry_backoff_s,
+        retry_backoff_max=worker.retry_backoff_max_s,
+        retry_jitter=True,
+        max_retries=worker.max_retries,
+        soft_time_limit=worker.soft_time_limit_s,
+        time_limit=worker.time_limit_s,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+    )
+    def send_order_confirmations(
+        self: Task,  # type: ignore[type-arg]
+        items: list[list[Any]],
+    ) -> str:
+        """Several confirmations over one SMTP session (``confirmations.send_batch``);
+        ``items``: ``[outbox_id, order_id]``, or ``[outbox_id, order_id, accepted_by]``
+        for an email to record only. What cannot be finished now is retried as a batch
+        of its own: emails to send with the task's backoff (dead-lettered once it runs
+        out), accepted emails to record until the database takes them (never given up).
+        """
+        resources = runtime.current()
+        token = f"{self.request.id}/{uuid4().hex[:12]}"
+        batch = confirmations.send_batch(
+            resources.engine,
+            settings,
+            [confirmations.Item.from_message(item) for item in items],
+            token=token,
+        )
+        if batch.failed and not dead_letter(resources, str(self.request.id), batch.failed):
+            # Not parked: they go round again, and fail for good again.
+            batch.again.extend(item for item, _, _ in batch.failed)
+        forget_orders_of_users(resources, batch.stale_users)
+        for outcome, count in (
+            ("sent", batch.sent),
+            ("already_sent", batch.already_sent),
+            ("failed", len(batch.failed)),
+            ("retried", len(batch.again)),
+            ("continued", len(batch.rest)),
+        ):
+            if count:
+                metrics.EMAILS.labels(outcome).inc(count)
+        if batch.rest:
+            # Out of time, not failed: the rest goes on at once, a new task.
+            self.apply_async(kwargs={"items": [item.to_message() for item in batch.rest]})
+        if batch.again:
+            raise retry_batch(self, batch)
+        return f"sent {batch.sent}, already sent {batch.already_sent}, failed {len(batch.failed)}"
+
+    def retry_batch(
+        task: Task,  # type: ignore[type-arg]
+        batch: confirmations.Batch,
+    ) -> BaseException:
+        accepted = [item.to_message() for item in batch.again if item.accepted_by is not None]
+        unsent = [item.to_message() for item in batch.again if item.accepted_by is None]
+        backoff = get_exponential_backoff_interval(
+            worker.retry_backoff_s,
+            task.request.retries,
+            worker.retry_backoff_max_s,
+            full_jitter=True,
+        )
+        if accepted:
+            log.warning("%d accepted emails not recorded yet; recording them later", len(accepted))
+            if not unsent:
+                return task.retry(
+                    kwargs={"items": accepted},
+                    countdown=backoff,
+                    max_retries=RECORD_UNTIL_DONE,
+                    exc=batch.error,
+                )
+            # Their own message, so the sends below keep their own retry budget.
+            task.apply_async(kwargs={"items": accepted}, countdown=backoff)
+        countdown: float = backoff if batch.error is not None else 0
+        if batch.lease_busy_s:
+            # Not a failure: come back when the other attempt's lease has run out.
+            countdown = max(countdown, batch.lease_busy_s + random.uniform(0.1, 1.0))
+        return task.retry(kwargs={"items": unsent}, countdown=countdown, exc=batch.error)

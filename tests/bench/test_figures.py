@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 
+from bench import cpu
 from bench.__main__ import parse_args
 from bench.open_loop import percentile, status_and_length
 from bench.report import Row, table
@@ -149,3 +151,64 @@ def test_a_run_can_be_shortened_to_some_groups() -> None:
     assert parse_args(["--only", "reads,writes"]).only == ["reads", "writes"]
     with pytest.raises(SystemExit):
         parse_args(["--only", "everything"])
+
+
+def test_cpu_report_counts_the_stacks_processes_from_the_sustained_run_to_the_drains_end(
+    tmp_path: Path,
+) -> None:
+    root = "/checkout"
+    hz = cpu.TICKS_PER_S
+
+    def snap(t: float, worker: int, backend: int, other: int, wrk: bool) -> str:
+        processes = {
+            "10": [worker * hz, 1, f"{root}/.venv/bin/celery -A services.worker.app worker", 5],
+            "11": [0, 1, f"/usr/lib/postgresql/15/bin/postgres -D {root}/.stack/pgdata", 5],
+            # A backend changes its title with every query: its parent makes it ours.
+            "12": [backend * hz, 11, f"postgres: stampede stampede idle {t}", 6],
+            "13": [other * hz, 1, "/usr/lib/postgresql/15/bin/postgres -D /elsewhere", 5],
+        }
+        if wrk:
+            processes["14"] = [0, 1, "wrk -t2 -c64 -d60s --latency http://127.0.0.1:8000", 7]
+        return json.dumps({"t": t, "p": processes})
+
+    samples = tmp_path / "cpu.jsonl"
+    samples.write_text(
+        "\n".join(
+            [
+                snap(100, 1, 1, 0, wrk=False),
+                snap(101, 2, 2, 5, wrk=True),
+                snap(161, 32, 8, 50, wrk=True),
+                snap(171, 42, 10, 90, wrk=False),
+                snap(200, 90, 90, 90, wrk=False),
+            ]
+        )
+    )
+
+    lines = cpu.report(samples, orders=1000, drain_s=10, root=Path(root))
+
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines[3:]}
+    assert rows["worker (celery)"] == "| worker (celery) | 41.0 | 0.58 | 41.00 |"
+    assert rows["postgres"] == "| postgres | 9.0 | 0.13 | 9.00 |"
+    assert rows["all"] == "| all | 50.0 | 0.70 | 50.00 |"
+
+
+@pytest.mark.parametrize(
+    ("command", "role"),
+    [
+        (
+            "/c/.venv/bin/python /c/.venv/bin/celery -A services.worker.app --quiet worker",
+            "worker (celery)",
+        ),
+        ("/c/.venv/bin/python -m services.worker.relay", "relay"),
+        ("/c/.venv/bin/python -m devstack.mailsink /c/.stack/mail --smtp-port 25025", "mail sink"),
+        (
+            "/c/.venv/bin/python /c/.venv/bin/gunicorn -c python:services.api.gunicorn_conf",
+            "api (gunicorn)",
+        ),
+        ("/c/.cache/pgbouncer-1.24.1/bin/pgbouncer /c/.stack/pgbouncer/pgbouncer.ini", "pgbouncer"),
+        ("/usr/bin/redis-server 127.0.0.1:26380", "redis 26380"),
+        ("postgres: stampede stampede 127.0.0.1(5000) idle", "postgres"),
+    ],
+)
+def test_cpu_roles(command: str, role: str) -> None:
+    assert cpu.role(command) == role

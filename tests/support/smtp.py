@@ -27,6 +27,8 @@ class RecordingHandler:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.messages: list[EmailMessage] = []
+        # The client's (host, port) of each accepted message: one port, one session.
+        self.peers: list[tuple[str, int]] = []
         self.refused = 0
         self.refuse_next = 0
         self.stall = False
@@ -40,6 +42,7 @@ class RecordingHandler:
     def reset(self) -> None:
         with self._lock:
             self.messages.clear()
+            self.peers.clear()
             self.refused = 0
             self.refuse_next = 0
             self.stall = False
@@ -70,6 +73,7 @@ class RecordingHandler:
         assert isinstance(message, EmailMessage)
         with self._lock:
             self.messages.append(message)
+            self.peers.append((str(session.peer[0]), int(session.peer[1])))
             on_accept = self.on_accept
         if on_accept is not None:
             on_accept()

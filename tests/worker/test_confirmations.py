@@ -3,7 +3,9 @@ the real SMTP server: the idempotency guard and the outbox bookkeeping."""
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
+import time
 from collections.abc import Iterator
 
 import asyncpg
@@ -13,6 +15,7 @@ from sqlalchemy import Engine
 from services.core.db import create_sync_engine
 from services.core.settings import Settings
 from services.worker import confirmations
+from services.worker.confirmations import Item
 from services.worker.errors import (
     AcceptedNotRecorded,
     LeaseBusy,
@@ -160,3 +163,152 @@ async def test_any_database_error_after_acceptance_retries_the_record_never_the_
     assert again.outcome == "already-sent"
     assert len(smtp_server.handler.accepted()) == 1
     assert await db.fetchval("SELECT confirmation_status FROM orders") == "sent"
+
+
+async def placed_orders(shop: RunningApi, db: asyncpg.Connection, count: int) -> list[Item]:
+    user = await create_user(shop.client, "hedy@example.com")
+    product = await create_product(shop.client, price_cents=700)
+    items = []
+    for _ in range(count):
+        order = (await place_order(shop.client, user["id"], [(product["id"], 1)])).json()
+        outbox_id = await db.fetchval(
+            "SELECT id FROM outbox WHERE payload->>'order_id' = $1", str(order["id"])
+        )
+        items.append(Item(outbox_id, order["id"]))
+    return items
+
+
+def with_lease(settings: Settings, lease_s: int) -> Settings:
+    return settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"claim_lease_s": lease_s})}
+    )
+
+
+@pytest.mark.usefixtures("clean")
+async def test_a_batch_sends_each_email_once_over_one_session(
+    shop: RunningApi,
+    db: asyncpg.Connection,
+    engine: Engine,
+    worker_settings: Settings,
+    smtp_server: SmtpServer,
+) -> None:
+    items = await placed_orders(shop, db, 3)
+
+    first = confirmations.send_batch(engine, worker_settings, items, token="a")
+    again = confirmations.send_batch(engine, worker_settings, items, token="b")
+
+    user_id = await db.fetchval("SELECT user_id FROM orders LIMIT 1")
+    assert (first.sent, first.already_sent, first.again, first.failed) == (3, 0, [], [])
+    assert first.stale_users == {user_id}
+    assert (again.sent, again.already_sent, again.again) == (0, 3, [])
+    accepted = smtp_server.handler.accepted()
+    assert sorted(m["Message-ID"] for m in accepted) == sorted(
+        f"<order-{item.order_id}.confirmation@stampede.dev>" for item in items
+    )
+    assert len(set(smtp_server.handler.peers)) == 1  # one SMTP session for the batch
+    rows = await db.fetch("SELECT attempts, claimed_by, sent_at FROM email_deliveries")
+    assert [(r["attempts"], r["claimed_by"]) for r in rows] == [(1, "a")] * 3
+    assert all(r["sent_at"] is not None for r in rows)
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE done_at IS NULL") == 0
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE confirmation_status = 'sent'") == 3
+
+
+@pytest.mark.usefixtures("clean")
+async def test_a_batch_sets_aside_what_it_cannot_send_now(
+    shop: RunningApi,
+    db: asyncpg.Connection,
+    engine: Engine,
+    worker_settings: Settings,
+    smtp_server: SmtpServer,
+) -> None:
+    leased, free = await placed_orders(shop, db, 2)
+    vanished = Item(outbox_id=free.outbox_id + 100, order_id=987654)
+    with engine.begin() as conn:
+        confirmations.claim(
+            conn,
+            message_id=f"<order-{leased.order_id}.confirmation@stampede.dev>",
+            order_id=leased.order_id,
+            token="other",
+            lease_s=8,
+        )
+
+    batch = confirmations.send_batch(engine, worker_settings, [leased, free, vanished], token="a")
+
+    assert batch.sent == 1
+    assert batch.again == [leased]
+    assert 0 < batch.lease_busy_s <= 8
+    [(item, user_id, error)] = batch.failed
+    assert (item, user_id) == (vanished, None)
+    assert isinstance(error, OrderVanished)
+    [message] = smtp_server.handler.accepted()
+    assert message["Message-ID"] == f"<order-{free.order_id}.confirmation@stampede.dev>"
+
+
+@pytest.mark.usefixtures("clean")
+async def test_a_batch_hit_by_a_database_error_records_the_accepted_email_and_sends_the_rest(
+    shop: RunningApi,
+    db: asyncpg.Connection,
+    engine: Engine,
+    worker_settings: Settings,
+    smtp_server: SmtpServer,
+    postgres_server: DatabaseEndpoint,
+) -> None:
+    settings = with_lease(worker_settings, 1)  # the unsent ones' leases may stay behind
+    items = await placed_orders(shop, db, 3)
+    admin = postgres_server.admin
+    assert admin is not None
+    revoke = f"REVOKE UPDATE ON email_deliveries FROM {APP_USER}"
+    smtp_server.handler.on_accept = lambda: admin.psql(revoke, database=APP_DB)
+    try:
+        first = confirmations.send_batch(engine, settings, items, token="a")
+    finally:
+        smtp_server.handler.on_accept = None
+        admin.psql(f"GRANT UPDATE ON email_deliveries TO {APP_USER}", database=APP_DB)
+
+    # The first email is out: it comes back to be recorded only; the others unsent.
+    assert first.sent == 0
+    assert first.error is not None
+    [accepted, *unsent] = first.again
+    assert (accepted.order_id, accepted.accepted_by) == (items[0].order_id, "a")
+    assert unsent == items[1:]
+    assert len(smtp_server.handler.accepted()) == 1
+
+    await asyncio.sleep(1.2)  # any lease left behind runs out
+    second = confirmations.send_batch(engine, settings, first.again, token="b")
+
+    assert (second.sent, second.again, second.failed) == (3, [], [])
+    assert sorted(m["Message-ID"] for m in smtp_server.handler.accepted()) == sorted(
+        f"<order-{item.order_id}.confirmation@stampede.dev>" for item in items
+    )
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE confirmation_status = 'sent'") == 3
+    assert await db.fetchval("SELECT max(attempts) FROM email_deliveries") == 2
+
+
+@pytest.mark.usefixtures("clean")
+async def test_a_slow_batch_leaves_the_rest_for_another_task_well_before_its_time_limit(
+    shop: RunningApi,
+    db: asyncpg.Connection,
+    engine: Engine,
+    worker_settings: Settings,
+    smtp_server: SmtpServer,
+) -> None:
+    settings = worker_settings.model_copy(
+        update={"worker": worker_settings.worker.model_copy(update={"soft_time_limit_s": 1})}
+    )
+    items = await placed_orders(shop, db, 3)
+    # Each answer takes 0.4 s: past a third of the limit after the first email.
+    smtp_server.handler.on_accept = lambda: time.sleep(0.4)
+
+    first = confirmations.send_batch(engine, settings, items, token="a")
+
+    assert (first.sent, first.again, first.error) == (1, [], None)
+    assert first.rest == items[1:]
+    # Their leases are free: the next task sends them at once.
+    second = confirmations.send_batch(engine, settings, first.rest, token="b")
+    assert second.sent == 1
+    assert second.rest == items[2:]
+    assert [m["Message-ID"] for m in smtp_server.handler.accepted()] == [
+        f"<order-{item.order_id}.confirmation@stampede.dev>" for item in items[:2]
+    ]
+    # Claimed by both: the first released it unsent.
+    assert await db.fetchval("SELECT max(attempts) FROM email_deliveries") == 2
