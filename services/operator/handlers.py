@@ -101,6 +101,8 @@ def build_registry(
         logger: kopf.Logger,
         **kwargs: Any,
     ) -> None:
+        if settings.budget_name is not None and name != settings.budget_name:
+            return
         key = f"{namespace}/{name}"
         if type == "DELETED":
             await loops.stop(key)

@@ -19,6 +19,12 @@ class OperatorSettings(BaseSettings):
         description="The namespace watched (the pod's own, from the downward API). "
         "Required in a cluster.",
     )
+    budget_name: str | None = Field(
+        None,
+        description="Only the ConnectionBudget of this name (the chart sets its release's), "
+        "so two releases in one namespace never size each other's pools. Unset: every "
+        "ConnectionBudget in the namespace.",
+    )
     metrics_port: int = Field(9808, ge=1, le=65535, description="Prometheus `/metrics`.")
     metrics_addr: str = "0.0.0.0"
     health_port: int = Field(8080, ge=1, le=65535, description="Liveness `GET /healthz`.")

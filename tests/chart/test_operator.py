@@ -116,6 +116,9 @@ def test_operator_runs_once_from_the_app_image(with_operator: Rendered) -> None:
     }
     assert env["STAMPEDE_OPERATOR_METRICS_PORT"]["value"] == "9808"
     assert env["STAMPEDE_OPERATOR_HEALTH_PORT"]["value"] == "8080"
+    # Only the release's own budget, so two releases in one namespace stay apart.
+    budget = with_operator.get("ConnectionBudget", NAME)
+    assert env["STAMPEDE_OPERATOR_BUDGET_NAME"]["value"] == budget["metadata"]["name"]
 
 
 def test_operator_metrics_are_scraped_like_the_others(with_operator: Rendered) -> None:

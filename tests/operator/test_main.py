@@ -32,5 +32,7 @@ def test_the_settings_come_from_the_environment_the_chart_sets(
 ) -> None:
     monkeypatch.setenv("STAMPEDE_OPERATOR_NAMESPACE", "shop")
     monkeypatch.setenv("STAMPEDE_OPERATOR_METRICS_PORT", "9999")
+    monkeypatch.setenv("STAMPEDE_OPERATOR_BUDGET_NAME", "stampede")
     settings = OperatorSettings()
     assert (settings.namespace, settings.metrics_port, settings.health_port) == ("shop", 9999, 8080)
+    assert settings.budget_name == "stampede"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from services.operator.rbac import REQUIRED_RULES
+from services.operator.settings import OperatorSettings
 from tests.operator.conftest import MAX_CONNECTIONS
 from tests.support.crd import validate
 from tests.support.emulated_cluster import EmulatedCluster, operator_running
@@ -389,7 +390,6 @@ async def test_a_spec_change_is_applied_at_once_and_the_liveness_endpoint_answer
     import httpx
 
     from devstack.servers import free_port
-    from services.operator.settings import OperatorSettings
 
     await seed(cluster, fleet, budget_postgres, replicas=2)
     settings = OperatorSettings(
@@ -448,6 +448,22 @@ async def test_a_budget_carries_no_finalizer_and_its_deletion_stops_its_loop(
         # The pools keep their last size, and the loop is gone: a scale-out changes nothing.
         await cluster.hpa_desires("api", 6)
         await asyncio.sleep(1)
+        assert [await pool_size(pod) for pod in fleet.running()] == [10]
+
+
+async def test_an_operator_named_for_one_budget_leaves_another_releases_alone(
+    cluster: EmulatedCluster, fleet: PodFleet, budget_postgres: DatabaseEndpoint
+) -> None:
+    await seed(cluster, fleet, budget_postgres, replicas=1)
+    # Another release's budget in the same namespace, naming the same pods: were it
+    # reconciled, it would shrink them to its own maximum.
+    await cluster.budget("other", spec(fleet, pooled={"maxPoolSize": 3}))
+    settings = OperatorSettings(namespace="shop", retry_interval_s=0.5, budget_name=BUDGET)
+    async with operator_running(cluster, settings):
+        await wait_for_pool_sizes(fleet.running(), 10)
+        await eventually(lambda: _assert(cluster.condition(BUDGET, "Ready")["status"] == "True"))
+        await asyncio.sleep(1)
+        assert cluster.status("other") == {}
         assert [await pool_size(pod) for pod in fleet.running()] == [10]
 
 
