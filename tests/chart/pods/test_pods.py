@@ -3,8 +3,10 @@
 For each scenario: ``helm install`` order (hooks, then the release's objects), every pod
 Ready through its real probes; then the API contract suite against the api Service, an
 order's confirmation email from the worker pod, ``helm test``, an api container
-killed under traffic, and each api pod's PgBouncer taking its pool from the operator's
-ConfigMap, resized through its admin console on the pod IP as the operator does it.
+killed under traffic, each api pod's PgBouncer taking its pool from the operator's
+ConfigMap, resized through its admin console on the pod IP as the operator does it; and
+last the operator's own pod against an emulated Kubernetes API, resizing those pools as
+the HPA scales.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def test_hooks_run_before_and_after_the_release_and_every_pod_becomes_ready(
         entry.startswith(f"{migrations}: Job/{RELEASE}-migrations-") and "succeeded" in entry
         for entry in namespace.history
     ), namespace.history
-    # Only the operator's pod needs the Kubernetes API, which no server answers here: its
-    # own run is in tests/operator (against an emulated API).
+    # Only the operator's pod needs the Kubernetes API, which no server answers during the
+    # install: it runs last, once the test attaches one (see the last test).
     operator_on = merged_values(installation.scenario)["operator"]["enabled"]
     assert set(namespace.not_run) == ({f"Deployment/{OPERATOR}"} if operator_on else set())
     for workload in installation.plan.release:
