@@ -210,6 +210,7 @@ class ApiServer:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
+            self._loop.close()
 
 
 def root_ca_config_map(ca_pem: str) -> Doc:
