@@ -3,18 +3,23 @@
 For each scenario: ``helm install`` order (hooks, then the release's objects), every pod
 Ready through its real probes; then the API contract suite against the api Service, an
 order's confirmation email from the worker pod, ``helm test``, an api container
-killed under traffic, and each api pod's PgBouncer taking its pool from the operator's
-ConfigMap, resized through its admin console on the pod IP as the operator does it.
+killed under traffic, each api pod's PgBouncer taking its pool from the operator's
+ConfigMap, resized through its admin console on the pod IP as the operator does it; and
+last the operator's own pod against an emulated Kubernetes API, resizing those pools as
+the HPA scales.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -28,6 +33,7 @@ from tests.support.pgbouncer_admin import console
 API_SERVICE = f"{RELEASE}-api"
 OPERATOR = f"{RELEASE}-operator"
 POOL_CONFIGMAP = f"{RELEASE}-pgbouncer-pool"
+_T = TypeVar("_T")
 DEFAULT_ONLY = "the default scenario covers it; the others differ only in what installs"
 
 
@@ -46,8 +52,8 @@ def test_hooks_run_before_and_after_the_release_and_every_pod_becomes_ready(
         entry.startswith(f"{migrations}: Job/{RELEASE}-migrations-") and "succeeded" in entry
         for entry in namespace.history
     ), namespace.history
-    # Only the operator's pod needs the Kubernetes API, which no server answers here: its
-    # own run is in tests/operator (against an emulated API).
+    # Only the operator's pod needs the Kubernetes API, which no server answers during the
+    # install: it runs last, once the test attaches one (see the last test).
     operator_on = merged_values(installation.scenario)["operator"]["enabled"]
     assert set(namespace.not_run) == ({f"Deployment/{OPERATOR}"} if operator_on else set())
     for workload in installation.plan.release:
@@ -260,3 +266,131 @@ def test_api_sidecars_take_their_pool_from_the_operators_configmap(
             f"{installation.scenario}: api sidecars pooled {initial} from the ConfigMap; "
             f"shrunk to {smaller} live, a killed sidecar back with it after {back_after:.1f} s\n"
         )
+
+
+def _api_consumer(status: dict[str, Any]) -> dict[str, Any]:
+    [consumer] = [c for c in status.get("consumers", []) if c["name"] == "api"]
+    return dict(consumer)
+
+
+def _wait_for(what: str, check: Callable[[], _T | None], timeout: float) -> _T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.1)
+
+
+def _pool_volume_file(pod: Pod) -> str:
+    """The pool file as the pod's PgBouncer sees it: the ConfigMap volume on the host."""
+    [volume] = [
+        v["name"]
+        for v in pod.spec.get("volumes", [])
+        if (v.get("configMap") or {}).get("name") == POOL_CONFIGMAP
+    ]
+    return (pod.volumes.paths[volume] / "pool.ini").read_text()
+
+
+def test_the_operator_pod_resizes_every_api_sidecar_when_the_hpa_scales(
+    installation: Installation, pod_report: Path
+) -> None:
+    """The operator's own pod, run from the chart's spec once the namespace has an API
+    server (kmock's emulator at the ``kubernetes`` Service address, HTTPS, mirrored from
+    the runner): Ready through its liveness/readiness probes, metrics on its pod IP, the
+    ConnectionBudget's status written. Then the HPA scales the api out and back in through
+    the API, and every running api pod's PgBouncer (``SHOW CONFIG`` on its pod IP) and the
+    pool ConfigMap (and the file mounted from it) follow within seconds."""
+    if installation.scenario != "default":
+        pytest.skip(DEFAULT_ONLY)
+    namespace = installation.require()
+    values = merged_values(installation.scenario)["operator"]
+    api = namespace.attach_api_server()
+    created_at = time.monotonic()
+    [operator] = namespace.run_waiting_workloads()
+    assert operator.obj.owner == f"Deployment/{OPERATOR}"
+    namespace.wait_pods_ready([operator], 180)
+    ready_after = time.monotonic() - created_at
+    ip = operator.obj.ip
+    assert httpx.get(f"http://{ip}:{values['healthPort']}/healthz", timeout=5).status_code == 200
+    api_pods = namespace.pods_of(f"Deployment/{API_SERVICE}")
+    budget = f"{namespace.store.namespace}/{RELEASE}"
+
+    def applied_to_all(replicas: int) -> dict[str, Any] | None:
+        cb = api.get("ConnectionBudget", RELEASE) or {}
+        consumers = (cb.get("status") or {}).get("consumers") or []
+        if not any(c["name"] == "api" for c in consumers):
+            return None
+        consumer = _api_consumer(cb["status"])
+        done = consumer.get("podsApplied") == consumer.get("podsTotal") == len(api_pods)
+        return consumer if done and consumer.get("desiredReplicas") == replicas else None
+
+    hpa = api.get("HorizontalPodAutoscaler", API_SERVICE)
+    assert hpa is not None
+    low = int(hpa["status"]["desiredReplicas"])
+    assert low == len(api_pods)
+    first = _wait_for("the budget's status for the api", lambda: applied_to_all(low), 60)
+    status = (api.get("ConnectionBudget", RELEASE) or {})["status"]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True", status
+    assert status["allocated"] <= status["budget"], status
+    initial = int(first["poolSizePerPod"])
+    metrics = httpx.get(f"http://{ip}:{values['metricsPort']}/metrics", timeout=5)
+    assert metrics.status_code == 200
+    series = f'stampede_operator_pool_size{{budget="{budget}",consumer="api"}} {initial}.0'
+    assert series in metrics.text, [m for m in metrics.text.splitlines() if "pool_size" in m]
+    for pod in api_pods:
+        assert _pool_config(namespace, pod) == (initial, initial), pod.describe()
+
+    timings: list[str] = []
+    for replicas in (int(hpa["spec"]["maxReplicas"]), low):
+        changed_at = time.monotonic()
+        # What the HPA controller does as it scales: its status, then the Deployment's.
+        api.patch("HorizontalPodAutoscaler", API_SERVICE, {"status": {"desiredReplicas": replicas}})
+        api.patch("Deployment", API_SERVICE, {"spec": {"replicas": replicas}})
+        consumer = _wait_for(
+            f"the api's pool for {replicas} replicas applied",
+            functools.partial(applied_to_all, replicas),
+            30,
+        )
+        size = int(consumer["poolSizePerPod"])
+        _wait_for(
+            f"every api PgBouncer at a pool of {size}",
+            functools.partial(_all_pools_at, namespace, api_pods, size),
+            30,
+        )
+        reacted = time.monotonic() - changed_at
+        pool = api.get("ConfigMap", POOL_CONFIGMAP) or {}
+        assert pool["data"]["pool.ini"] == _pool_file(size)
+        _wait_for(
+            "the ConfigMap's volumes refreshed",
+            functools.partial(_all_files_at, api_pods, size),
+            10,
+        )
+        timings.append(
+            f"{replicas} replicas -> pool {size} on {len(api_pods)} pods in {reacted:.2f} s"
+        )
+        if replicas != low:
+            assert size < initial, (size, initial)
+        else:
+            assert size == initial
+        # Within seconds, as the issue asks of the reaction to a replica change.
+        assert reacted < 10, timings
+    assert namespace.api_mirror is not None
+    assert not namespace.api_mirror.errors, namespace.api_mirror.errors
+    assert operator.containers["operator"].restarts == 0, operator.describe()
+    with pod_report.open("a") as report:
+        report.write(
+            f"{installation.scenario}: operator pod Ready {ready_after:.1f} s after creation; "
+            + "; ".join(timings)
+            + "\n"
+        )
+
+
+def _all_pools_at(namespace: Namespace, pods: list[Pod], size: int) -> bool | None:
+    return all(_pool_config(namespace, pod) == (size, size) for pod in pods) or None
+
+
+def _all_files_at(pods: list[Pod], size: int) -> bool | None:
+    return all(_pool_volume_file(pod) == _pool_file(size) for pod in pods) or None

@@ -16,4 +16,6 @@ One concept per module:
 - ``network``: the pods' bridge network, Service IPs, external names.
 - ``services``: Services: a kube-proxy over ready endpoints, and names in /etc/hosts.
 - ``standins``: third-party images built from Debian's packages.
+- ``api_server``: a Kubernetes API for the pods that need one (kmock's emulator over TLS at
+  the ``kubernetes`` Service address), mirrored from the namespace; attached on request.
 """

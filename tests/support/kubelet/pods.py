@@ -50,6 +50,10 @@ class Node:
     service_links: Callable[[], dict[str, str]]
     image_users: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # With an API server: KUBERNETES_SERVICE_HOST/PORT (and the rest of the ``kubernetes``
+    # Service's variables) that the kubelet gives every container, and its tokens.
+    api_env: Callable[[], dict[str, str]] = dict
+    tokens: Callable[[], str] | None = None
 
     def image_user(self, image: str) -> str:
         with self.lock:
@@ -99,7 +103,10 @@ class Container:
         context = self.spec.get("securityContext") or {}
         image_user = node.image_user(image)
         verify_run_as_non_root(pod_context, context, image, image_user)
-        env = container_env(self.spec, self.pod.obj, node.store, node.service_links())
+        env = {
+            **node.api_env(),
+            **container_env(self.spec, self.pod.obj, node.store, node.service_links()),
+        }
         command, args = command_line(self.spec, env)
         node.runtime.run("rm", "-f", "-t", "0", self.podman_name, check=False)
         argv = ["run", "-d", "--pod", self.pod.sandbox, "--name", self.podman_name]
@@ -233,7 +240,9 @@ class Pod:
         self.root = node.workdir / obj.name
         self.logdir = self.root / "logs"
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.volumes = PodVolumes(obj, node.store, self.root / "volumes", node.workdir / "pvc")
+        self.volumes = PodVolumes(
+            obj, node.store, self.root / "volumes", node.workdir / "pvc", node.tokens
+        )
         self.phase = "Pending"
         self.error: str | None = None  # why the pod cannot start
         self.events: list[str] = []

@@ -8,9 +8,11 @@ before the release and what earlier hooks created. ``hook-succeeded`` hooks are 
 once they succeed. Workloads' pods start as their objects are created; like a plain
 ``helm install`` (no ``--wait``), post-install hooks do not wait for them.
 
-No API server runs here: a workload whose pods project a ServiceAccount token (they talk
-to the Kubernetes API) is created as an object, but its pods are not run; ``not_run``
-says which and why, so a test can name what it did not prove.
+No API server runs here by default: a workload whose pods project a ServiceAccount token
+(they talk to the Kubernetes API) is created as an object, but its pods are not run;
+``not_run`` says which and why, so a test can name what it did not prove. A test that
+needs those pods attaches an API server (``attach_api_server``: kmock's emulator, mirrored
+from the namespace, see ``api_server``) and then runs them (``run_waiting_workloads``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ import time
 from pathlib import Path
 
 from tests.support.kubelet.admission import PodRefused, admit
+from tests.support.kubelet.api_server import (
+    ApiMirror,
+    ApiServer,
+    kubernetes_service,
+    root_ca_config_map,
+)
 from tests.support.kubelet.controllers import WORKLOAD_KINDS, pod_templates, replicas
 from tests.support.kubelet.environment import service_links
 from tests.support.kubelet.network import ClusterNetwork
@@ -83,6 +91,9 @@ class Namespace:
         self.node = Node(runtime, self.store, self.network, timing, workdir, self.hosts, self.links)
         self.history: list[str] = []  # "<phase>: <Kind>/<name> <what happened>"
         self.not_run: dict[str, str] = {}  # "<Kind>/<name>" of a workload → why
+        self.workdir = workdir
+        self.api: ApiServer | None = None
+        self.api_mirror: ApiMirror | None = None
 
     # -- what pods see -------------------------------------------------------------
     def hosts(self) -> dict[str, str]:
@@ -132,7 +143,7 @@ class Namespace:
         if doc["kind"] not in WORKLOAD_KINDS or doc["kind"] == "Job":
             return []
         owner = describe(doc["kind"], doc)
-        if needs_api_server(pod_templates(doc, self.store)[0][1]):
+        if self.api is None and needs_api_server(pod_templates(doc, self.store)[0][1]):
             self.not_run[owner] = NO_API_SERVER
             self.history.append(f"{phase}: {owner} pods not run: {NO_API_SERVER}")
             return []
@@ -149,6 +160,44 @@ class Namespace:
             return []
         name = doc["metadata"]["name"]
         return [pod for pod in self.pods if pod.volumes.refresh(doc["kind"], name)]
+
+    # -- the Kubernetes API ----------------------------------------------------------
+    def attach_api_server(self) -> ApiServer:
+        """An API server for the namespace from now on, as a cluster has one: kmock's
+        emulator at the ``kubernetes`` Service's address (HTTPS, a CA of the run), the
+        ``kube-root-ca.crt`` ConfigMap, the ``kubernetes`` names in pods' /etc/hosts, its
+        variables in every container started from now on, its tokens in projected
+        volumes, and the namespace mirrored into it."""
+        if self.api is not None:
+            return self.api
+        address = self.network.service_ip()
+        api = ApiServer(address, self.workdir, self.store.namespace)
+        self.api = api
+        for form in ("kubernetes", "kubernetes.default", "kubernetes.default.svc"):
+            self.external_hosts[form] = address
+        self.external_hosts["kubernetes.default.svc.cluster.local"] = address
+        self.store.create(root_ca_config_map(api.ca_pem))
+        self.node.api_env = lambda: service_links([kubernetes_service(address)])
+        self.node.tokens = api.token
+        self.api_mirror = ApiMirror(api, self)
+        return api
+
+    def run_waiting_workloads(self) -> list[Pod]:
+        """Once an API server is attached: the pods of the workloads ``not_run`` held
+        back, created and started."""
+        if self.api is None:
+            raise RuntimeError("attach_api_server() first")
+        started: list[Pod] = []
+        for owner in list(self.not_run):
+            kind, name = owner.split("/", 1)
+            doc = self.store.get(kind, name)
+            del self.not_run[owner]
+            self.history.append(f"api: {owner} pods created: an API server is attached")
+            for pod_name, template in pod_templates(doc, self.store):
+                pod = self._new_pod(pod_name, template, owner)
+                pod.start()
+                started.append(pod)
+        return started
 
     def _new_pod(self, name: str, template: Doc, owner: str) -> Pod:
         admit(template["spec"], self.store, self.runtime, owner)
@@ -270,11 +319,15 @@ class Namespace:
 
     def close(self) -> list[str]:
         """Delete every pod, the Services and the network; problems, if any."""
+        if self.api_mirror is not None:
+            self.api_mirror.close()
         for pod in self.pods:
             pod.terminating = True
         problems = self.runtime.remove_all()
         for pod in self.pods:
             pod.volumes.teardown()
         self.proxy.close()
+        if self.api is not None:
+            self.api.close()
         self.network.close()
         return problems

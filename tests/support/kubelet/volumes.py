@@ -2,7 +2,8 @@
 
 As the kubelet sets them up: configMap, secret and projected volumes are files written
 from the objects (``items``, ``defaultMode``, per-item ``mode``), always mounted
-read-only; emptyDir is a directory (``medium: Memory``: a tmpfs of ``sizeLimit``) shared
+read-only (a projected ``serviceAccountToken``: a token of the namespace's API server,
+when it has one); emptyDir is a directory (``medium: Memory``: a tmpfs of ``sizeLimit``) shared
 by the pod's containers; a StatefulSet's PVC is a directory that outlives its pod. With a
 pod ``fsGroup`` every volume's files get that group, group-readable (writable for
 emptyDir and PVC), directories set-gid: what ``SetVolumeOwnership`` does. ``subPath``
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.kubelet.environment import ContainerConfigError
@@ -38,8 +40,16 @@ def quantity_bytes(quantity: str) -> int:
 class PodVolumes:
     """The volumes of one pod under ``root``; ``teardown()`` unmounts what it mounted."""
 
-    def __init__(self, pod: PodObject, store: ObjectStore, root: Path, claims: Path) -> None:
+    def __init__(
+        self,
+        pod: PodObject,
+        store: ObjectStore,
+        root: Path,
+        claims: Path,
+        tokens: Callable[[], str] | None = None,
+    ) -> None:
         self.pod = pod
+        self.tokens = tokens  # the API server's TokenRequest; None: no API server
         self.store = store
         self.root = root
         self.claims = claims  # PVC directories: shared by the pods of a StatefulSet
@@ -153,6 +163,9 @@ class PodVolumes:
                 for item in source["downwardAPI"]["items"]:
                     value = self.pod.field(item["fieldRef"]["fieldPath"])
                     self._write(path, item["path"], value, item.get("mode", mode))
+            elif "serviceAccountToken" in source and self.tokens is not None:
+                token = source["serviceAccountToken"]
+                self._write(path, token["path"], self.tokens(), mode)
             else:
                 raise NotImplementedError(f"projected source {source} is not supported")
         self._own(path, writable=False)
