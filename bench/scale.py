@@ -3,8 +3,9 @@ alternating rounds on the local stack, and whether each stays within 10 % of its
 demo-size figure.
 
 The two sizes live side by side, each in a database of its own on the stack's Postgres
-(``stampede_scale1``, ``stampede_scaleK``: migrated, then seeded by ``devstack.seed``;
-kept for the next run, which reuses them while their row counts match), each behind a
+(``stampede_scale1``, ``stampede_scaleK``: migrated, given the stack's API keys, then
+seeded by ``devstack.seed``; kept for the next run, which reuses them while their row
+counts match), each behind a
 PgBouncer of its own started for the run (the stack's build and settings, free ports).
 The stack's own database is not touched.
 
@@ -55,6 +56,7 @@ from devstack import servers
 from devstack.seed import DEFAULTS
 from devstack.stack import (
     API_URL,
+    APP_DB,
     APP_PASSWORD,
     APP_USER,
     DEV_ENV,
@@ -110,11 +112,33 @@ async def _counts(url: str) -> tuple[int, int, int]:
         await connection.close()
 
 
+async def _copy_api_keys(database: str) -> None:
+    """The stack's API keys into ``database``, so the bench's key (``make up`` made it)
+    opens the private routes there too."""
+    source = await asyncpg.connect(_url(POSTGRES_PORT, APP_DB))
+    try:
+        keys = await source.fetch("SELECT * FROM api_keys")
+    finally:
+        await source.close()
+    target = await asyncpg.connect(_url(POSTGRES_PORT, database))
+    try:
+        async with target.transaction():
+            await target.execute("DELETE FROM api_keys")
+            if keys:
+                columns = list(keys[0].keys())
+                records = [tuple(key.values()) for key in keys]
+                await target.copy_records_to_table("api_keys", records=records, columns=columns)
+    finally:
+        await target.close()
+
+
 def prepare(size: Size) -> None:
-    """The size's database, migrated, and seeded unless it already holds that size."""
+    """The size's database, migrated, with the stack's API keys, and seeded unless it
+    already holds that size."""
     postgres().bootstrap(APP_USER, APP_PASSWORD, size.database)
     runner.upgrade(_url(POSTGRES_PORT, size.database, "postgresql+asyncpg"))
     direct = _url(POSTGRES_PORT, size.database)
+    asyncio.run(_copy_api_keys(size.database))
     wanted = tuple(DEFAULTS[table] * size.scale for table in ("users", "products", "orders"))
     if asyncio.run(_counts(direct)) == wanted:
         size.seed_line = f"{size.database}: reused ({', '.join(map(str, wanted))})"
