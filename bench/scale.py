@@ -1,24 +1,25 @@
-"""``make bench-scale``: the uncached reads at the demo size and at K times it, in
-alternating rounds on the local stack, and whether each stays within 10 % of its
+"""``make bench-scale``: the uncached reads at the demo size and at K times it on the
+local stack, measured in alternation, and whether each stays within 10 % of its
 demo-size figure.
 
 The two sizes live side by side, each in a database of its own on the stack's Postgres
 (``stampede_scale1``, ``stampede_scaleK``: migrated, given the stack's API keys, then
 seeded by ``devstack.seed``; kept for the next run, which reuses them while their row
-counts match), each behind a
-PgBouncer of its own started for the run (the stack's build and settings, free ports).
-The stack's own database is not touched.
+counts match), each behind a PgBouncer of its own started for the run (the stack's
+build and settings, free ports). The stack's own database is not touched.
 
-A round measures, for one size, an api (``STAMPEDE_CACHE__ENABLED=false``, its database
-the size's) on the point read, the user's orders read and a keyset page deep in the
-catalogue (the bench's Lua scripts), and the raw floors of the first two straight to
-Postgres and through the size's PgBouncer. Rounds alternate demo, K times, demo, ...
-so both sizes see the same share of a shared machine's noise; each round's K-times
-rate is divided by the same round's demo rate and the median of those paired ratios is
+Each size gets an api (``STAMPEDE_CACHE__ENABLED=false``, its database the size's) and
+the raw-asyncpg floor straight to Postgres and through the size's PgBouncer, all up at
+once. Every read (the point read, the user's orders read, a keyset page deep in the
+catalogue, and the floors of the first two; the bench's Lua scripts) is measured a few
+seconds at the demo size, then a few seconds at K times, and again, ``--pairs`` times:
+a neighbour's load that comes and goes over minutes falls on both sides of a pair alike
+(whole runs back to back moved the same row by 50-150 % on this shared machine). Each
+pair's K-times rate is divided by its demo rate and the median of those ratios is
 judged: PASS at 0.9x or more. The plans of the three reads at both sizes
 (``bench/plans.py``) go into the report, ``.stack/scale/``.
 
-    python -m bench.scale [--scale K] [--rounds N] [--duration S] [--warmup S]
+    python -m bench.scale [--scale K] [--pairs N] [--duration S] [--warmup S]
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -70,7 +71,6 @@ from services.migrations import runner
 HELD = (POINT_READ, DEEP_PAGE, ORDERS_READ)
 WITHIN = 0.9
 REPORT_DIR = STACK_DIR / "scale"
-_READS = (("point read", "/users/%d", POINT_READ), ("orders read", "/users/%d/orders", ORDERS_READ))
 
 
 def _url(port: int, database: str, driver: str = "postgresql") -> str:
@@ -79,11 +79,10 @@ def _url(port: int, database: str, driver: str = "postgresql") -> str:
 
 @dataclass
 class Size:
-    """One data size: its database, its PgBouncer's port, and the rows of every round."""
+    """One data size: its database, and its PgBouncer's port once started."""
 
     scale: int
     pooler_port: int = 0
-    rounds: list[list[Row]] = field(default_factory=list)
     seed_line: str = ""
     plans: str = ""
 
@@ -95,8 +94,17 @@ class Size:
     def database(self) -> str:
         return f"stampede_scale{self.scale}"
 
-    def rps(self, round_: int, name: str) -> float | None:
-        return next((row.rps for row in self.rounds[round_] if row.name == name), None)
+    @property
+    def users(self) -> int:
+        return DEFAULTS["users"] * self.scale
+
+    @property
+    def products(self) -> int:
+        return DEFAULTS["products"] * self.scale
+
+
+# A read's measurements: (demo, K times) a few seconds apart, pair after pair.
+Pairs = list[tuple[Row, Row]]
 
 
 async def _counts(url: str) -> tuple[int, int, int]:
@@ -174,60 +182,84 @@ def pooler(size: Size) -> Iterator[None]:
         yield
 
 
-def measure_round(size: Size, load: Load) -> None:
-    """One round of the size's reads: the api's three, then the two floors both ways."""
-    shop_users = DEFAULTS["users"] * size.scale
-    shop_products = DEFAULTS["products"] * size.scale
+@dataclass(frozen=True)
+class Read:
+    name: str
+    script: str
+    args: Callable[[Size], tuple[object, ...]]
+    server: str  # "api", or the floor's route
+    authorization: bool = False
+
+
+READS = (
+    Read(POINT_READ, "random_user.lua", lambda s: (s.users, SEED, "/users/%d"), "api", True),
+    Read(
+        ORDERS_READ, "random_user.lua", lambda s: (s.users, SEED, "/users/%d/orders"), "api", True
+    ),
+    Read(DEEP_PAGE, "deep_page.lua", lambda s: (s.products, SEED), "api"),
+    *(
+        Read(raw(what, route), "random_user.lua", lambda s, p=path: (s.users, SEED, p), route)
+        for route in (DIRECT, POOLED)
+        for what, path in (("point read", "/users/%d"), ("orders read", "/users/%d/orders"))
+    ),
+)
+
+
+def _servers(stack: ExitStack, size: Size) -> dict[str, str]:
+    """The size's api (cache off, on the size's database through its PgBouncer) and its
+    raw floors straight to Postgres and through that PgBouncer: name -> URL."""
     api_env = {
         **UNCACHED,
         "STAMPEDE_DB__URL": _url(size.pooler_port, size.database, "postgresql+asyncpg"),
     }
-    rows: list[Row] = []
-    print(f"-- {size.label}, round {len(size.rounds) + 1}", flush=True)
-    with gunicorn(API_APP, f"scale-{size.scale}", api_env) as url:
-        for _, path, name in _READS:
-            args = (shop_users, SEED, path)
-            rows.append(
-                load.measure(
-                    name,
-                    url,
-                    script="random_user.lua",
-                    script_args=args,
-                    authorization=bearer(),
-                )
-            )
-        rows.append(
-            load.measure(DEEP_PAGE, url, script="deep_page.lua", script_args=(shop_products, SEED))
-        )
+    urls = {"api": stack.enter_context(gunicorn(API_APP, f"scale-{size.scale}", api_env))}
     dsns = {
         DIRECT: _url(POSTGRES_PORT, size.database),
         POOLED: _url(size.pooler_port, size.database),
     }
     for route, dsn in dsns.items():
         env = {"STAMPEDE_BENCH_DSN": dsn}
-        with gunicorn(RAW_FLOOR_APP, f"scale-{size.scale}-raw-{route}", env, None, "/") as url:
-            for what, path, _ in _READS:
-                args = (shop_users, SEED, path)
-                rows.append(
-                    load.measure(raw(what, route), url, script="random_user.lua", script_args=args)
-                )
-    size.rounds.append(rows)
+        name = f"scale-{size.scale}-raw-{route}"
+        urls[route] = stack.enter_context(gunicorn(RAW_FLOOR_APP, name, env, None, "/"))
+    return urls
 
 
-def comparison(demo: Size, big: Size) -> tuple[list[str], list[Target]]:
-    """A row per read: its median rate at each size, the median of the rounds' paired
-    ratios (K times / demo) and their range."""
-    rounds = min(len(demo.rounds), len(big.rounds))
-    names = [row.name for row in big.rounds[0]]
+def alternate(load: Load, demo: Size, big: Size, pairs: int) -> dict[str, Pairs]:
+    """Every read, ``pairs`` times at each size in turn (demo, K times, demo, ...), with
+    both sizes' servers up throughout: a neighbour's load that comes and goes over
+    minutes falls on both sides of a pair alike."""
+    found: dict[str, Pairs] = {}
+    with ExitStack() as stack:
+        servers_of = {size.scale: _servers(stack, size) for size in (demo, big)}
+        for read in READS:
+            found[read.name] = []
+            for _ in range(pairs):
+                rows = []
+                for size in (demo, big):
+                    rows.append(
+                        load.measure(
+                            f"{read.name}, {size.label}",
+                            servers_of[size.scale][read.server],
+                            script=read.script,
+                            script_args=read.args(size),
+                            authorization=bearer() if read.authorization else "",
+                        )
+                    )
+                found[read.name].append((rows[0], rows[1]))
+    return found
+
+
+def comparison(demo: Size, big: Size, found: dict[str, Pairs]) -> tuple[list[str], list[Target]]:
+    """A row per read: its median rate at each size, the median of the paired ratios
+    (K times / demo) and their range."""
     lines = [
         f"| read | {demo.label} req/s (median) | {big.label} req/s (median) "
-        f"| {big.label} / {demo.label}, median of {rounds} rounds | rounds' range |",
+        f"| {big.label} / {demo.label}: median of the pairs | the pairs' range |",
         "|---|---:|---:|---:|---|",
     ]
     targets = []
-    for name in names:
-        pairs = [(demo.rps(r, name), big.rps(r, name)) for r in range(rounds)]
-        known = [(d, b) for d, b in pairs if d and b]
+    for name, pairs in found.items():
+        known = [(d.rps, b.rps) for d, b in pairs if d.rps and b.rps]
         ratios = sorted(b / d for d, b in known)
         median = statistics.median(ratios) if ratios else None
         low = statistics.median(d for d, _ in known) if known else 0.0
@@ -245,24 +277,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--scale", type=int, default=100, help="K (default 100)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per size (default 3)")
-    parser.add_argument("--duration", type=int, default=6, help="seconds per read row")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds before each row")
+    parser.add_argument("--pairs", type=int, default=5, help="pairs per read (default 5)")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds before each one")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    if args.scale < 2 or args.rounds < 1:
-        parser.error("--scale must be 2 or more and --rounds 1 or more")
+    if args.scale < 2 or args.pairs < 1:
+        parser.error("--scale must be 2 or more and --pairs 1 or more")
     return args
 
 
-def report(demo: Size, big: Size, lines: list[str], targets: list[Target]) -> list[str]:
+def report(
+    demo: Size, big: Size, found: dict[str, Pairs], lines: list[str], targets: list[Target]
+) -> list[str]:
     text = ["# Reads at the demo size and at " + big.label, ""]
     text += [demo.seed_line, "", big.seed_line, "", *lines, "", "```"]
-    text += [target.line() for target in targets] + ["```", ""]
-    for size in (demo, big):
-        for number, rows in enumerate(size.rounds, start=1):
-            text += [f"## {size.label}, round {number}", "", *table(rows), ""]
+    text += [target.line() for target in targets]
+    text += ["```", "", "## Every measurement, in order", ""]
+    text += table([row for pairs in found.values() for pair in pairs for row in pair])
+    text.append("")
     for size in (demo, big):
         text += [f"## Plans, {size.label}", "", size.plans]
     return text
@@ -279,16 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     for size in (demo, big):
         prepare(size)
     with pooler(demo), pooler(big):
-        for _ in range(args.rounds):
-            for size in (demo, big):
-                measure_round(size, load)
+        found = alternate(load, demo, big, args.pairs)
     for size in (demo, big):
-        sizes, found = asyncio.run(plans.plans(_url(POSTGRES_PORT, size.database)))
-        size.plans = plans.markdown(sizes, found)
-    lines, targets = comparison(demo, big)
+        counts, taken = asyncio.run(plans.plans(_url(POSTGRES_PORT, size.database)))
+        size.plans = plans.markdown(counts, taken)
+    lines, targets = comparison(demo, big, found)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     path = REPORT_DIR / f"scale-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    path.write_text("\n".join(report(demo, big, lines, targets)))
+    path.write_text("\n".join(report(demo, big, found, lines, targets)))
     print("\n" + "\n".join(lines) + "\n")
     print("\n".join(target.line() for target in targets))
     print(f"\n{time.monotonic() - started:.0f} s in all; the report, with the plans: {path}")
