@@ -255,6 +255,8 @@ class Run:
     warmup: float
     connections: int
     threads: int
+    # Stop starting slices after this long, whatever the count (None: no limit).
+    max_s: float | None = None
     samples: list[Sample] = field(default_factory=list)
 
     @property
@@ -275,6 +277,9 @@ def soak(run: Run) -> None:
         flush=True,
     )
     while sent < run.requests:
+        if run.max_s is not None and time.monotonic() - started > run.max_s:
+            print(f"stopped after {run.max_s:.0f} s (--max-minutes), at {sent} requests")
+            break
         number += 1
         report = wrk(
             API_URL,
@@ -312,6 +317,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup", type=float, default=0.1, help="share of the requests (default 0.1)"
     )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop starting slices after this long (the verdict covers what ran)",
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -327,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     if not ready(API_URL + "/readyz"):
         print(f"the local stack's api does not answer on {API_URL}: run `make up`", file=sys.stderr)
         return 1
-    run = Run(args.requests, args.slice, args.warmup, args.connections, args.threads)
+    max_s = args.max_minutes * 60 if args.max_minutes else None
+    run = Run(args.requests, args.slice, args.warmup, args.connections, args.threads, max_s)
     soak(run)
     checks = verdict(run.samples, run.warmup_requests)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
