@@ -45,7 +45,7 @@ bench: up ## Each row beside its floors, PASS/MISS per target (BENCH_ARGS="--onl
 	@devstack/install-deps.sh --bench
 	uv run python -m bench $(BENCH_ARGS)
 
-bench-scale: up ## The uncached reads at the demo size and 100x, back to back (SCALE_ARGS='--scale 10')
+bench-scale: up ## The uncached reads at the demo size vs 100x, in alternating pairs (SCALE_ARGS="--pairs 9")
 	@devstack/install-deps.sh --bench
 	uv run python -m bench.scale $(SCALE_ARGS)
 
