@@ -10,8 +10,10 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 DRILL_ARGS ?=
 SEED_ARGS ?=
+SOAK_ARGS ?=
+SCALE_ARGS ?=
 
-.PHONY: help deps up down status test fuzz lint fmt typecheck migrate seed bench drill tools dashboards \
+.PHONY: help deps up down status test fuzz lint fmt typecheck migrate seed bench bench-scale soak drill tools dashboards \
 	docs chart-test image-test kind-up kind-down e2e
 
 ##@ The two commands
@@ -42,6 +44,14 @@ seed: ## Re-seed the local stack's demo data (SEED_ARGS='--scale 100' or '--user
 bench: up ## Each row beside its floors, PASS/MISS per target (BENCH_ARGS="--only reads", --isolate)
 	@devstack/install-deps.sh --bench
 	uv run python -m bench $(BENCH_ARGS)
+
+bench-scale: up ## The uncached reads at the demo size vs 100x, in alternating pairs (SCALE_ARGS="--pairs 9")
+	@devstack/install-deps.sh --bench
+	uv run python -m bench.scale $(SCALE_ARGS)
+
+soak: up ## A million mixed requests; fails if RSS, fds or connections grow (SOAK_ARGS='--requests 50000')
+	@devstack/install-deps.sh --bench
+	uv run python -m bench.soak $(SOAK_ARGS)
 
 drill: up ## Faults injected under load, a row and a verdict per fault (DRILL_ARGS=--short)
 	uv run python -m devstack.drill $(DRILL_ARGS)

@@ -7,7 +7,9 @@ scenario at a time, each warmed up first:
   ceiling, FastAPI hello and bare ASGI, and the same route uncached;
 * ``reads``: uncached ``GET /users/{random id}`` and ``GET /users/{random id}/orders``
   (an api with ``STAMPEDE_CACHE__ENABLED=false``) beside the raw-asyncpg floor running
-  the same statement straight to Postgres and through the stack's PgBouncer;
+  the same statement straight to Postgres and through the stack's PgBouncer, and a
+  keyset page deep in the catalogue (no floor: it is there to be compared across data
+  sizes, ``bench/scale.py``);
 * ``writes``: ``POST /orders`` (each a new order: its own Idempotency-Key, two products)
   sustained, beside the raw-asyncpg order transaction both ways; the time until every
   confirmation is sent once the load stops; then the api at a fixed offered rate.
@@ -50,6 +52,8 @@ def bearer() -> str:
 
 
 POINT_READ = "GET /users/{id}, uncached"
+# A keyset page in the second half of the catalogue (bench/lua/deep_page.lua).
+DEEP_PAGE = "GET /products deep page, uncached"
 ORDERS_READ = "GET /users/{id}/orders, uncached"
 ORDER_WRITE = "POST /orders, sustained"
 OFFERED = "POST /orders, offered rate"
@@ -171,6 +175,9 @@ def reads(load: Load, shop: Shop, outcome: Outcome) -> None:
                     authorization=bearer(),
                 )
             )
+        outcome.rows.append(
+            load.measure(DEEP_PAGE, url, script="deep_page.lua", script_args=(shop.products, SEED))
+        )
     for route, dsn in RAW_DSN.items():
         env = {**load.server_env, "STAMPEDE_BENCH_DSN": dsn}
         with gunicorn(RAW_FLOOR_APP, f"raw-{route}", env, load.server_cpus, "/") as url:

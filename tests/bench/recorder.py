@@ -23,6 +23,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     record = {
         "method": scope["method"],
         "path": scope["path"],
+        "query": scope["query_string"].decode(),
         "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
         "body": body.decode(),
     }
