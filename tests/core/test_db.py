@@ -188,11 +188,11 @@ async def test_api_connections_never_run_asyncpg_type_introspection(
             result = await connection.execute(
                 text(
                     "SELECT status, confirmation_status FROM orders"
-                    " WHERE status = CAST(:status AS order_status) LIMIT 1"
+                    " WHERE status = CAST(:status AS order_status) LIMIT 0"
                 ),
                 {"status": "placed"},
             )
-            assert result.all() == []
+            assert result.all() == []  # the types are described all the same
             await connection.commit()
     finally:
         await engine.dispose()
