@@ -37,9 +37,9 @@ def compiled(statement: ClauseElement) -> Statement:
     return Statement(str(result), tuple(result.positiontup or ()))
 
 
-POINT_READ = compiled(users._PUBLIC_USER)
+POINT_READ = compiled(users._PUBLIC_USER.statement)
 # The first page, as GET /users/{id}/orders without a cursor runs it.
-USER_ORDERS = compiled(orders._FIRST_PAGE)
+USER_ORDERS = compiled(orders._FIRST_PAGE.statement)
 
 
 # POST /orders with an Idempotency-Key: the one statement that claims the key and places

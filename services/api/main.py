@@ -22,7 +22,7 @@ from services.api.middleware.head import HeadAsGetMiddleware
 from services.api.middleware.observe import RequestObservationMiddleware
 from services.api.middleware.rate_limit import LimitedRoutes, RateLimitMiddleware
 from services.api.middleware.request_limits import RequestLimitsMiddleware
-from services.api.middleware.security_headers import SecurityHeadersMiddleware
+from services.api.middleware.security_headers import SecurityHeaders
 from services.api.problems import install_problem_handlers, problem_responses
 from services.api.request_metrics import RequestMetrics
 from services.api.routes import health, orders, products, users
@@ -84,9 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # stack; the rate limit and, before it, the API key are checked in front of it (a
         # cached hit is still a request, a cached private read still needs its key);
         # HEAD is served as GET around them (from the same entries); oversized requests
-        # are refused before anything else looks at them, and every answer, refusals
-        # included, gets the security headers; request id, access log and metrics wrap
-        # everything.
+        # are refused before anything else looks at them; request id, access log and
+        # metrics wrap everything, and that layer adds every answer's headers in one pass
+        # (the security headers, refusals and its own 500 included, and those the inner
+        # layers queued).
         if settings.cache.enabled:
             app = ResponseCacheMiddleware(app)
         if limits.enabled:
@@ -105,8 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_header_bytes=settings.api.max_header_bytes,
             max_headers=settings.api.max_headers,
         )
-        app = SecurityHeadersMiddleware(app, access)
-        return RequestObservationMiddleware(app, access_log=access_log, metrics=request_metrics)
+        return RequestObservationMiddleware(
+            app, security=SecurityHeaders(access), access_log=access_log, metrics=request_metrics
+        )
 
     app = StampedeApi(
         outer=outer,

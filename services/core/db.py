@@ -35,6 +35,7 @@ forked, each Celery child after its fork), never at import time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -43,7 +44,7 @@ from uuid import uuid4
 
 import asyncpg
 import psycopg
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Enum, event
 from sqlalchemy import create_engine as create_blocking_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -55,6 +56,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from services.core.models import Base
 from services.core.settings import DatabaseSettings
 
 
@@ -90,23 +92,69 @@ _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 0.5
 
 
+def _native_enums() -> tuple[tuple[str, str], ...]:
+    """(schema, name) of every Postgres enum type the models use."""
+    found = {
+        (str(column.type.schema or "public"), str(column.type.name))
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, Enum) and column.type.native_enum and column.type.name
+    }
+    return tuple(sorted(found))
+
+
+_ENUMS = _native_enums()
+
+
+async def _know_enums(connection: asyncpg.Connection) -> None:
+    """Give the connection a codec for each of our enum types, as the strings asyncpg
+    decodes them to anyway.
+
+    Without one, the first statement a connection runs with an enum column or parameter
+    makes asyncpg look the type up with its recursive type-introspection query, which
+    Postgres plans expensively enough to JIT-compile. asyncpg switches JIT off around it
+    with session-level ``set_config`` calls, but a read in autocommit behind PgBouncer's
+    transaction pooling sends each of the three to whichever server connection is free:
+    the query ran JIT-compiled, over a second of server CPU for every connection the
+    pool opened (the benchmark docs), and the settings changed on random server
+    connections. This lookup is a plain index scan, one round trip per type; in a
+    transaction, so that behind a pooler that does not track prepared statements its
+    prepare and execute share a server connection.
+    """
+    async with connection.transaction():
+        for schema, name in _ENUMS:
+            # A database the migrations have not reached yet lacks them: nothing to know.
+            with contextlib.suppress(ValueError):
+                await connection.set_type_codec(
+                    name, schema=schema, encoder=str, decoder=str, format="text"
+                )
+
+
 def _reconnecting(
     retry_s: float,
 ) -> Callable[..., Awaitable[asyncpg.Connection]]:
-    """``asyncpg.connect`` that retries a refused connection for up to ``retry_s``."""
+    """``asyncpg.connect`` that retries a refused connection for up to ``retry_s``, and
+    sets the connection up (:func:`_know_enums`)."""
 
     async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
         deadline = time.monotonic() + retry_s
         delay = _RETRY_FIRST_S
         while True:
             try:
-                return await asyncpg.connect(*args, **kwargs)
+                connection = await asyncpg.connect(*args, **kwargs)
             except ConnectionRefusedError:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise
                 await asyncio.sleep(min(delay, left))
                 delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            try:
+                await _know_enums(connection)
+            except BaseException:
+                await connection.close(timeout=1)
+                raise
+            return connection
 
     return connect
 

@@ -41,9 +41,17 @@ class DatabaseSettings(BaseModel):
     migration_url: SecretStr | None = Field(
         None, description="Straight to Postgres, for Alembic and the seeder (default: `url`)."
     )
-    pool_size: int = Field(10, ge=1, le=500, description="Client connections kept per process.")
+    # All kept: SQLAlchemy closes an overflow connection whenever one is returned while
+    # pool_size others sit idle, which under load at the pool's edge is tens of times a
+    # second, each replaced by a new TCP connection, SCRAM login and set of prepared
+    # statements (docs/benchmarks.md). Overflow is for bursts a process rarely sees.
+    pool_size: int = Field(20, ge=1, le=500, description="Client connections kept per process.")
     max_overflow: int = Field(
-        10, ge=0, le=500, description="Extra client connections per process under load."
+        0,
+        ge=0,
+        le=500,
+        description="Extra client connections per process under bursts, closed when returned "
+        "while `pool_size` are idle.",
     )
     pool_timeout_s: float = Field(
         5.0, gt=0, description="Wait for a pooled connection, then answer 503."

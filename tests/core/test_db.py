@@ -167,3 +167,34 @@ def test_worker_engine_prepares_statements_when_the_pooler_tracks_them(
     # psycopg runs a statement unnamed (uncounted) five times (its prepare_threshold),
     # then prepares it once under a name and binds that; in safe mode it never names one.
     assert (parses, binds) == ((1, 25) if tracks else (0, 0))
+
+
+async def test_api_connections_never_run_asyncpg_type_introspection(
+    pooler: DatabaseEndpoint, migrated_postgres: DatabaseEndpoint
+) -> None:
+    """A statement with our enum types, as column and as parameter, on a new connection:
+    asyncpg knows them from the connect, so it never sends its recursive introspection
+    query. Behind a transaction pooler outside a transaction, the ``SET jit = off`` asyncpg
+    wraps that query in lands on other server connections: it ran JIT-compiled, over a
+    second of server CPU for each connection the pool opened."""
+    engine = create_engine(pooler.url, settings_for(pooler))
+    sent: list[str] = []
+    try:
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            driver.add_query_logger(lambda record: sent.append(record.query))
+            result = await connection.execute(
+                text(
+                    "SELECT status, confirmation_status FROM orders"
+                    " WHERE status = CAST(:status AS order_status) LIMIT 0"
+                ),
+                {"status": "placed"},
+            )
+            assert result.all() == []  # the types are described all the same
+            await connection.commit()
+    finally:
+        await engine.dispose()
+    assert "BEGIN;" in sent  # the logger does see what asyncpg sends by itself
+    assert not [query for query in sent if "typeinfo" in query]

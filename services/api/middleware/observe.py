@@ -1,8 +1,11 @@
-"""Request id, access log, request metrics and ``Server-Timing``: the outermost layer.
+"""Request id, access log, request metrics, ``Server-Timing`` and every response's added
+headers: the outermost layer.
 
-One pure ASGI middleware rather than two stacked ones: they observe the same request
+One pure ASGI middleware rather than several stacked ones: they observe the same request
 and response, and every layer costs a coroutine per ``send`` — on a cached hit, that is
-a measurable share of the request.
+a measurable share of the request. It is also the one ``send`` wrapper that adds headers:
+the security headers (``services.api.middleware.security_headers``) and whatever the inner
+layers queued (``services.api.middleware.response_headers``: the rate limit's).
 
 * Request id: a well-formed ``X-Request-ID`` from the caller is kept (so a trace spans
   the load balancer, the api and the worker), anything else is replaced; it is exposed
@@ -23,6 +26,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.middleware.response_headers import RESPONSE_HEADERS
+from services.api.middleware.security_headers import SecurityHeaders
 from services.api.problems import internal_error_response
 from services.api.request_metrics import RequestMetrics
 from services.core.telemetry.access_log import AccessLog
@@ -65,9 +70,15 @@ def route_template(scope: Scope) -> str:
 
 class RequestObservationMiddleware:
     def __init__(
-        self, app: ASGIApp, *, access_log: AccessLog | None, metrics: RequestMetrics | None
+        self,
+        app: ASGIApp,
+        *,
+        security: SecurityHeaders,
+        access_log: AccessLog | None,
+        metrics: RequestMetrics | None,
     ) -> None:
         self.app = app
+        self.security = security
         self.access_log = access_log
         self.metrics = metrics
         self.ids = RequestIds()
@@ -85,12 +96,16 @@ class RequestObservationMiddleware:
         started = time.perf_counter()
         status = 0  # no response started yet
         size = 0
+        queued: list[tuple[bytes, bytes]] = []
+        scope[RESPONSE_HEADERS] = queued
+        security = self.security
 
         async def observed_send(message: Message) -> None:
             nonlocal status, size
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [*message.get("headers", ()), id_header]
+                headers = [*message.get("headers", ()), *queued, id_header]
+                security.add(scope, headers)
                 if timing is not None:
                     total_ms = (time.perf_counter() - started) * 1000
                     headers.append((b"server-timing", timing.header(total_ms=total_ms).encode()))

@@ -4,7 +4,8 @@ the API key (a keyed request is limited per key, others per client IP).
 Only the resource routes are limited, never health checks or the docs. Every answer of a
 limited route carries the IETF ``RateLimit-Policy`` and ``RateLimit`` headers
 (draft-ietf-httpapi-ratelimit-headers); a refusal is a 429 problem with ``Retry-After``.
-The decision is ``services.core.rate_limit``'s: a local allowance most of the time.
+The decision is ``services.core.rate_limit``'s: a local allowance most of the time. The
+headers are queued for the outermost layer to add (``services.api.middleware.response_headers``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.middleware.api_key import PRINCIPAL_KEY
+from services.api.middleware.response_headers import add_response_headers
 from services.api.problems import error_response
 from services.core.api_keys import Principal
 from services.core.errors import TooManyRequests
@@ -62,11 +64,18 @@ def client_ip(scope: Scope, trusted_hops: int) -> str:
         return address
 
 
+def policy_header(policy: Policy) -> tuple[bytes, bytes]:
+    """``RateLimit-Policy``: the same for every answer under ``policy``."""
+    return (b"ratelimit-policy", f'"{policy.name}";q={policy.burst};w={policy.window_s}'.encode())
+
+
 def rate_limit_headers(policy: Policy, decision: Decision) -> list[tuple[bytes, bytes]]:
-    name = policy.name
     return [
-        (b"ratelimit-policy", f'"{name}";q={policy.burst};w={policy.window_s}'.encode()),
-        (b"ratelimit", f'"{name}";r={decision.remaining};t={decision.reset_s(policy)}'.encode()),
+        policy_header(policy),
+        (
+            b"ratelimit",
+            f'"{policy.name}";r={decision.remaining};t={decision.reset_s(policy)}'.encode(),
+        ),
     ]
 
 
@@ -85,6 +94,7 @@ class RateLimitMiddleware:
         self.per_key = per_key
         self.per_ip = per_ip
         self.trusted_hops = trusted_hops
+        self._policy_headers = {per_key: policy_header(per_key), per_ip: policy_header(per_ip)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.limited.covers(scope["method"], scope["path"]):
@@ -97,12 +107,15 @@ class RateLimitMiddleware:
         else:
             policy, identity = self.per_ip, client_ip(scope, self.trusted_hops)
         decision = await limiter.check(policy, identity)
-        headers = rate_limit_headers(policy, decision)
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *headers]
-            await send(message)
+        headers = (
+            self._policy_headers[policy],
+            (
+                b"ratelimit",
+                f'"{policy.name}";r={decision.remaining};t={decision.reset_s(policy)}'.encode(),
+            ),
+        )
+        if not add_response_headers(scope, headers):
+            send = _with_headers(send, headers)
 
         if not decision.allowed:
             refusal = TooManyRequests(
@@ -110,6 +123,18 @@ class RateLimitMiddleware:
                 retry_after_s=decision.retry_after_s,
                 policy=policy.name,
             )
-            await error_response(refusal, scope["path"])(scope, receive, with_headers)
+            await error_response(refusal, scope["path"])(scope, receive, send)
             return
-        await self.app(scope, receive, with_headers)
+        await self.app(scope, receive, send)
+
+
+def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
+    """``send`` adding ``headers``: for an app without the outermost layer that adds
+    queued ones (``services.api.middleware.response_headers``)."""
+
+    async def with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *headers]
+        await send(message)
+
+    return with_headers

@@ -7,13 +7,16 @@
   private entries ``private, max-age=…``): no shared cache keeps a user's data or a
   refusal.
 
+Added by the outermost layer (``services.api.middleware.observe``) in its one pass over
+every response's headers, its own 500 and the other layers' refusals included.
+
 The server's own ``Server`` header is switched off in the gunicorn worker class
 (``services.api.uvicorn_worker``).
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from services.api.middleware.api_key import PRINCIPAL_KEY, AccessTable
 
@@ -21,27 +24,17 @@ _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _NO_STORE = (b"cache-control", b"no-store")
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, access: AccessTable) -> None:
-        self.app = app
+class SecurityHeaders:
+    def __init__(self, access: AccessTable) -> None:
         self.access = access
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", ()), _NOSNIFF]
-                if _is_private(scope, self.access) and not any(
-                    name == b"cache-control" for name, _ in headers
-                ):
-                    headers.append(_NO_STORE)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+    def add(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
+        """Append the security headers to ``headers``, the response's to ``scope``."""
+        headers.append(_NOSNIFF)
+        if _is_private(scope, self.access) and not any(
+            name == b"cache-control" for name, _ in headers
+        ):
+            headers.append(_NO_STORE)
 
 
 def _is_private(scope: Scope, access: AccessTable) -> bool:

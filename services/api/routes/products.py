@@ -3,10 +3,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from services.api.access import requires
-from services.api.deps import ReadConnectionDep, SessionDep
+from services.api.deps import ReadConnection, SessionDep
 from services.api.pagination import Cursor, Limit, cursor_id, page
 from services.api.problems import problem_responses
 from services.api.rendering import JsonBody
@@ -42,22 +42,25 @@ def _listed_products(page: Any) -> Iterator[str]:
     )
 )
 async def list_products(
-    connection: ReadConnectionDep,
+    request: Request,
     category: Annotated[Category | None, Query()] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Response:
     """Products ordered by id, optionally in one category, a page at a time."""
-    found, last_id = await products.list_products(
-        connection, category=category, after_id=cursor_id(cursor), limit=limit
-    )
+    async with ReadConnection(request) as connection:
+        found, last_id = await products.list_products(
+            connection, category=category, after_id=cursor_id(cursor), limit=limit
+        )
     return _PRODUCTS.response(page(found, last_id))
 
 
 @router.get("/{product_id}", response_model=ProductPublic, responses=problem_responses(404, 422))
 @cache_policy(CachePolicy(ttl_s=60, stale_s=30, tags=(cache_tags.product("{product_id}"),)))
-async def get_product(product_id: ProductId, connection: ReadConnectionDep) -> Response:
-    return _PRODUCT.response(await products.get_product(connection, product_id))
+async def get_product(product_id: ProductId, request: Request) -> Response:
+    async with ReadConnection(request) as connection:
+        product = await products.get_product(connection, product_id)
+    return _PRODUCT.response(product)
 
 
 @router.post("", status_code=201, responses=problem_responses(413, 422))

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from services.api.access import requires
-from services.api.deps import ReadConnectionDep, SessionDep
+from services.api.deps import ReadConnection, SessionDep
 from services.api.pagination import Cursor, Limit, cursor_id, page
 from services.api.problems import problem_responses
 from services.api.rendering import JsonBody
@@ -37,8 +37,10 @@ async def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
 @cache_policy(
     CachePolicy(ttl_s=60, stale_s=30, tags=(cache_tags.user("{user_id}"),), visibility="private")
 )
-async def get_user(user_id: UserId, connection: ReadConnectionDep) -> Response:
-    return _USER.response(await users.get_user(connection, user_id))
+async def get_user(user_id: UserId, request: Request) -> Response:
+    async with ReadConnection(request) as connection:
+        user = await users.get_user(connection, user_id)
+    return _USER.response(user)
 
 
 @router.get(
@@ -58,12 +60,13 @@ async def get_user(user_id: UserId, connection: ReadConnectionDep) -> Response:
 @requires(Scope.ORDERS_READ)
 async def list_user_orders(
     user_id: UserId,
-    connection: ReadConnectionDep,
+    request: Request,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Response:
     """The user's orders, newest first, each with its items."""
-    found, last_id = await orders.list_user_orders(
-        connection, user_id=user_id, before_id=cursor_id(cursor), limit=limit
-    )
+    async with ReadConnection(request) as connection:
+        found, last_id = await orders.list_user_orders(
+            connection, user_id=user_id, before_id=cursor_id(cursor), limit=limit
+        )
     return _ORDERS.response(page(found, last_id))

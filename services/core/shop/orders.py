@@ -1,5 +1,5 @@
 """Orders: an eager-loaded read and the lean read of a user's orders (one Core statement
-on a plain connection). Placing one is ``placement``."""
+run by the driver on a plain connection). Placing one is ``placement``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, selectinload
 
+from services.core.db_reads import LeanRead
 from services.core.errors import NotFound
 from services.core.models import ConfirmationStatus, Order, OrderItem, OrderStatus, User
 
@@ -87,9 +88,9 @@ def _user_orders(*, before_cursor: bool) -> Select[*tuple[Any, ...]]:
     )
 
 
-# Built once: SQLAlchemy then finds their compiled forms by cache keys memoized on them.
-_FIRST_PAGE = _user_orders(before_cursor=False)
-_NEXT_PAGE = _user_orders(before_cursor=True)
+# Compiled once, run by the driver itself (services.core.db_reads).
+_FIRST_PAGE = LeanRead(_user_orders(before_cursor=False))
+_NEXT_PAGE = LeanRead(_user_orders(before_cursor=True))
 
 
 async def list_user_orders(
@@ -97,28 +98,41 @@ async def list_user_orders(
 ) -> tuple[list[PublicOrder], int | None]:
     """A user's orders, newest first, with their items, and the id to continue before
     (None on the last page): one statement whatever the number of orders."""
-    statement = _FIRST_PAGE if before_id is None else _NEXT_PAGE
-    parameters = {"user_id": user_id, "before_id": before_id, "limit": limit + 1}
-    rows = (await connection.execute(statement, parameters)).all()
+    if before_id is None:
+        rows = await _FIRST_PAGE.fetch(connection, user_id=user_id, limit=limit + 1)
+    else:
+        rows = await _NEXT_PAGE.fetch(
+            connection, user_id=user_id, before_id=before_id, limit=limit + 1
+        )
     if not rows:
         raise NotFound(f"User {user_id} does not exist.")
+    # Columns by position: user_id, id, status, confirmation_status, total_cents,
+    # created_at, product_ids, quantities, unit_prices_cents (see _user_orders).
     orders: list[PublicOrder] = [
         {
-            "id": row.id,
-            "user_id": row.user_id,
-            "status": row.status,
-            "confirmation_status": row.confirmation_status,
-            "total_cents": row.total_cents,
-            "created_at": row.created_at,
+            "id": order_id,
+            "user_id": owner,
+            "status": OrderStatus(status),
+            "confirmation_status": ConfirmationStatus(confirmation),
+            "total_cents": total,
+            "created_at": created_at,
             "items": [
                 {"product_id": product_id, "quantity": quantity, "unit_price_cents": price}
-                for product_id, quantity, price in zip(
-                    row.product_ids, row.quantities, row.unit_prices_cents, strict=True
-                )
+                for product_id, quantity, price in zip(products, quantities, prices, strict=True)
             ],
         }
-        for row in rows
-        if row.id is not None  # the user's row alone: no orders (on this page)
+        for (
+            owner,
+            order_id,
+            status,
+            confirmation,
+            total,
+            created_at,
+            products,
+            quantities,
+            prices,
+        ) in rows
+        if order_id is not None  # the user's row alone: no orders (on this page)
     ]
     if len(orders) > limit:
         return orders[:limit], orders[limit - 1]["id"]

@@ -1,16 +1,18 @@
-"""Products: lean catalogue reads (Core statements on a plain connection, keyset
-pagination), creation and partial updates (the caller's unit of work)."""
+"""Products: lean catalogue reads (Core statements run by the driver on a plain
+connection, keyset pagination), creation and partial updates (the caller's unit of
+work)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
-from sqlalchemy import Row, Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.core.cache import stale_on_commit
+from services.core.db_reads import LeanRead
 from services.core.errors import NotFound
 from services.core.models import Product
 from services.core.shop import cache_tags
@@ -18,7 +20,13 @@ from services.core.shop import cache_tags
 UPDATABLE_FIELDS = frozenset({"name", "category", "price_cents", "stock"})
 
 
-PublicProduct = Row[int, str, str, int, int, datetime]
+class PublicProduct(TypedDict):
+    id: int
+    name: str
+    category: str
+    price_cents: int
+    stock: int
+    updated_at: datetime
 
 
 def _public_products() -> Select[int, str, str, int, int, datetime]:
@@ -41,15 +49,15 @@ def _page(*, in_category: bool, after_cursor: bool) -> Select[int, str, str, int
     return statement
 
 
-# Built once: SQLAlchemy then finds their compiled forms by cache keys memoized on them.
-# One statement per filter combination rather than ``:category IS NULL OR ...``, which a
-# generic plan could not answer from the (category, id) index.
+# Compiled once, run by the driver itself (services.core.db_reads). One statement per
+# filter combination rather than ``:category IS NULL OR ...``, which a generic plan could
+# not answer from the (category, id) index.
 _PAGES = {
-    (in_category, after_cursor): _page(in_category=in_category, after_cursor=after_cursor)
+    (in_category, after_cursor): LeanRead(_page(in_category=in_category, after_cursor=after_cursor))
     for in_category in (False, True)
     for after_cursor in (False, True)
 }
-_PRODUCT_BY_ID = _public_products().where(Product.id == bindparam("product_id"))
+_PRODUCT_BY_ID = LeanRead(_public_products().where(Product.id == bindparam("product_id")))
 
 
 async def list_products(
@@ -60,20 +68,22 @@ async def list_products(
     Keyset pagination: the cost of page N does not grow with N, unlike OFFSET.
     """
     statement = _PAGES[category is not None, after_id is not None]
-    parameters = {"category": category, "after_id": after_id, "limit": limit + 1}
-    rows = (await connection.execute(statement, parameters)).all()
+    records = await statement.fetch(
+        connection, category=category, after_id=after_id, limit=limit + 1
+    )
+    rows = [cast(PublicProduct, dict(record)) for record in records]
     if len(rows) > limit:
-        return rows[:limit], rows[limit - 1].id
+        return rows[:limit], rows[limit - 1]["id"]
     return rows, None
 
 
 async def get_product(connection: AsyncConnection, product_id: int) -> PublicProduct:
     """The product's public fields: ``id, name, category, price_cents, stock,
     updated_at``."""
-    product = (await connection.execute(_PRODUCT_BY_ID, {"product_id": product_id})).one_or_none()
-    if product is None:
+    rows = await _PRODUCT_BY_ID.fetch(connection, product_id=product_id)
+    if not rows:
         raise NotFound(f"Product {product_id} does not exist.")
-    return product
+    return cast(PublicProduct, dict(rows[0]))
 
 
 async def create_product(

@@ -1,14 +1,16 @@
 """Users: registration (services flush; the caller's unit of work commits) and the lean
-lookup (one Core statement on a plain connection, no unit of work)."""
+lookup (one Core statement run by the driver on a plain connection, no unit of work)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypedDict, cast
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from services.core.db_reads import LeanRead
 from services.core.errors import EmailTaken, NotFound
 from services.core.models import User
 
@@ -28,17 +30,22 @@ async def create_user(session: AsyncSession, *, email: str, name: str) -> User:
     return user
 
 
-PublicUser = Row[int, str, str, datetime]
+class PublicUser(TypedDict):
+    id: int
+    email: str
+    name: str
+    created_at: datetime
 
-# Built once: SQLAlchemy then finds its compiled form by a cache key memoized on it.
-_PUBLIC_USER = select(User.id, User.email, User.name, User.created_at).where(
-    User.id == bindparam("user_id")
+
+# Compiled once, run by the driver itself (services.core.db_reads).
+_PUBLIC_USER = LeanRead(
+    select(User.id, User.email, User.name, User.created_at).where(User.id == bindparam("user_id"))
 )
 
 
 async def get_user(connection: AsyncConnection, user_id: int) -> PublicUser:
-    """The user's public fields: ``id, email, name, created_at``."""
-    user = (await connection.execute(_PUBLIC_USER, {"user_id": user_id})).one_or_none()
-    if user is None:
+    """The user's public fields."""
+    rows = await _PUBLIC_USER.fetch(connection, user_id=user_id)
+    if not rows:
         raise NotFound(f"User {user_id} does not exist.")
-    return user
+    return cast(PublicUser, dict(rows[0]))
