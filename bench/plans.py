@@ -25,7 +25,7 @@ from devstack.stack import POSTGRES_PORT, postgres_dsn
 from services.core.shop import products
 
 # GET /products?category=...&cursor=...: the statement with both filters.
-DEEP_PAGE = compiled(products._PAGES[True, True])
+DEEP_PAGE = compiled(products._PAGES[True, True].statement)
 PAGE_LIMIT = 20
 WARM_RUNS = 5
 
