@@ -1,7 +1,6 @@
-"""The order as the api runs it for ``POST /orders`` with an Idempotency-Key, on one raw
-asyncpg connection: the api's own statement (:mod:`bench.floors.sql`), with the same
-parameters, in autocommit (the api's mode behind a pooler that tracks prepared
-statements); the answer is the JSON the statement renders.
+"""The order transaction as the api runs it for ``POST /orders`` with an Idempotency-Key,
+on one raw asyncpg connection: the api's own two statements (:mod:`bench.floors.sql`),
+with the same parameters, inside BEGIN ... COMMIT.
 
 What the api does around the statements (FastAPI, validation, the session, the cache
 invalidation after commit) is left out on purpose: that is what the floor measures the
@@ -15,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 
-from bench.floors.sql import PLACE_ORDER
+from bench.floors.sql import PLACE_ORDER, RECORD_RESPONSE
 from services.core.models import ConfirmationStatus, OrderStatus
 from services.core.outbox import SEND_ORDER_CONFIRMATION
 
@@ -50,11 +49,33 @@ async def place_order(connection: Any, *, key: str, body: bytes) -> Answer:
         confirmation_status=ConfirmationStatus.PENDING.value,
         task=SEND_ORDER_CONFIRMATION,
     )
-    row = await connection.fetchrow(PLACE_ORDER.text, *arguments)
-    if not row["claimed"]:
-        return Answer(409, b"")
-    if not row["user_known"] or row["unknown_ids"]:
-        return Answer(422, b"")
-    if row["short_ids"]:
-        return Answer(409, b"")
-    return Answer(201, row["body"].encode())
+    async with connection.transaction():
+        row = await connection.fetchrow(PLACE_ORDER.text, *arguments)
+        if not row["claimed"]:
+            return Answer(409, b"")
+        if not row["user_known"] or row["unknown_ids"]:
+            return Answer(422, b"")
+        if row["short_ids"]:
+            return Answer(409, b"")
+        prices = row["unit_prices_cents"]
+        answer = to_json(
+            {
+                "id": row["id"],
+                "user_id": user_id,
+                "status": OrderStatus.PLACED.value,
+                "confirmation_status": ConfirmationStatus.PENDING.value,
+                "total_cents": row["total_cents"],
+                "created_at": row["created_at"],
+                "items": [
+                    {"product_id": p, "quantity": q, "unit_price_cents": price}
+                    for (p, q), price in zip(lines, prices, strict=True)
+                ],
+            }
+        )
+        await connection.execute(
+            RECORD_RESPONSE.text,
+            *RECORD_RESPONSE.arguments(
+                order_id=row["id"], status=201, body=answer.decode(), key=key
+            ),
+        )
+    return Answer(201, answer)

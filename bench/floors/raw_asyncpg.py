@@ -4,7 +4,7 @@ everything between the socket and the driver cost nothing.
 
 * ``GET /users/{id}``: the point read, one statement outside a transaction;
 * ``GET /users/{id}/orders``: the first page of the user's orders, one statement;
-* ``POST /orders``: the order statement (``bench.floors.order_write``);
+* ``POST /orders``: the order transaction (``bench.floors.order_write``);
 * ``GET /``: 200, for readiness.
 
 ``STAMPEDE_BENCH_DSN`` names the database (Postgres itself or PgBouncer). Each worker

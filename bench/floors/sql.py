@@ -42,7 +42,8 @@ POINT_READ = compiled(users._PUBLIC_USER)
 USER_ORDERS = compiled(orders._FIRST_PAGE)
 
 
-# POST /orders with an Idempotency-Key: the one statement (a call of place_order()) that
-# claims the key, places the order and stores the answer it returns.
+# POST /orders with an Idempotency-Key: the one statement that claims the key and places
+# the order (the answer is built from what it returns), then the recording of the answer.
 PLACE_ORDER = compiled(placement._PLACE)
-ORDER_WRITE = [PLACE_ORDER.text]
+RECORD_RESPONSE = compiled(placement._RECORD)
+ORDER_WRITE = [PLACE_ORDER.text, RECORD_RESPONSE.text]
