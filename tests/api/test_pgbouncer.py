@@ -222,18 +222,17 @@ async def test_a_read_is_one_round_trip_when_the_pooler_tracks_prepared_statemen
     assert costs == {False: (1, 4), True: (1, 1)}, costs
 
 
-@pytest.mark.parametrize(("tracks", "round_trips"), [(False, 4), (True, 1)])
-async def test_a_keyed_order_is_one_round_trip_when_the_pooler_tracks_prepared_statements(
+@pytest.mark.parametrize(("tracks", "round_trips"), [(False, 6), (True, 4)])
+async def test_an_order_holds_its_transaction_for_a_few_round_trips(
     migrated_postgres: DatabaseEndpoint,
     quiet_pgbouncer: DatabaseEndpoint,
     cache_redis_server: RedisEndpoint,
     tracks: bool,
     round_trips: int,
 ) -> None:
-    """One statement places the order and stores the answer under the Idempotency-Key,
-    however many lines the order has: in safe mode BEGIN, prepare, execute, COMMIT (four
-    round trips, one transaction); with cached statements in autocommit its execute
-    alone (one round trip, one transaction)."""
+    """BEGIN, the placing statement, the recording of the answer under the
+    Idempotency-Key, COMMIT, however many lines the order has: six round trips in safe
+    mode (each statement prepared, then executed), four with cached statements."""
     settings = make_settings(
         migrated_postgres,
         quiet_pgbouncer,
