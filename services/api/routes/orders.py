@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Response
 
 from services.api.access import requires
-from services.api.deps import ResourcesDep, SessionDep
+from services.api.deps import SessionDep
 from services.api.problems import problem_responses
 from services.api.routing import ApiRoute
 from services.api.schemas.common import MAX_BIGINT
@@ -14,7 +14,6 @@ from services.api.schemas.orders import OrderCreate, OrderPublic
 from services.core.api_keys import Scope
 from services.core.shop import orders, placement
 from services.core.shop.placement import IdempotencyClaim, OrderLine, StoredResponse
-from services.core.telemetry.pool_metrics import check_out
 
 router = APIRouter(prefix="/orders", tags=["orders"], route_class=ApiRoute)
 
@@ -46,25 +45,19 @@ def _fingerprint(body: OrderCreate) -> str:
 @requires(Scope.ORDERS_WRITE)
 async def create_order(
     body: OrderCreate,
-    resources: ResourcesDep,
+    session: SessionDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Place an order: stock is checked and decremented atomically, all or nothing."""
     claim = (
         None if idempotency_key is None else IdempotencyClaim(idempotency_key, _fingerprint(body))
     )
-    lines = [OrderLine(item.product_id, item.quantity) for item in body.items]
-    # One statement (placement): on the read engine's connection it runs in autocommit
-    # where the pooler allows it, and begin() then sends neither BEGIN nor COMMIT.
-    conn = resources.reads.connect()
-    await check_out(conn.start())
-    try:
-        async with conn.begin():
-            placed = await placement.place_order(
-                conn, user_id=body.user_id, lines=lines, idempotency=claim
-            )
-    finally:
-        await conn.close()
+    placed = await placement.place_order(
+        session,
+        user_id=body.user_id,
+        lines=[OrderLine(item.product_id, item.quantity) for item in body.items],
+        idempotency=claim,
+    )
     if isinstance(placed, StoredResponse):
         return Response(
             placed.body,
@@ -72,9 +65,10 @@ async def create_order(
             media_type=JSON,
             headers={"Idempotent-Replayed": "true"},
         )
-    # Committed: now (never before) the cached responses it changed are stale.
-    await resources.invalidator.invalidate(placed.stale)
-    return Response(placed.body, status_code=201, media_type=JSON)
+    answer = StoredResponse(status=201, body=OrderPublic.model_validate(placed).model_dump_json())
+    if claim is not None:
+        await placement.record_idempotent_response(session, claim.key, placed.id, answer)
+    return Response(answer.body, status_code=answer.status, media_type=JSON)
 
 
 @router.get("/{order_id}", responses=problem_responses(404, 422))
