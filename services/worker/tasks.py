@@ -62,7 +62,15 @@ RECORD_UNTIL_DONE = 10**9
 
 
 class DeadLetteringTask(Task):  # type: ignore[type-arg]
-    """Parks the outbox row of a task that failed for good (never raises itself)."""
+    """Parks the outbox row of a task that failed for good (never raises itself).
+
+    ``on_failure`` runs in the pool child that ran the task, or, for a task killed by its
+    hard time limit, in the worker's main process: it works in either
+    (``runtime.in_use``).
+    """
+
+    # Set per task by ``register_tasks`` (a task option becomes a class attribute).
+    stampede_settings: Settings
 
     def on_failure(
         self,
@@ -72,8 +80,23 @@ class DeadLetteringTask(Task):  # type: ignore[type-arg]
         kwargs: dict[str, Any],
         einfo: ExceptionInfo,
     ) -> None:
+        try:
+            with runtime.in_use(self.stampede_settings) as resources:
+                self._dead_letter(resources, exc, task_id, kwargs)
+        except Exception:
+            # Never raise from here: the row stays "published, not done", and the relay's
+            # sweep publishes it again.
+            log.exception("task %s: could not dead-letter", task_id)
+
+    def _dead_letter(
+        self,
+        resources: runtime.WorkerResources,
+        exc: Exception,
+        task_id: str,
+        kwargs: dict[str, Any],
+    ) -> None:
         if "items" in kwargs:
-            self._dead_letter_batch(exc, task_id, kwargs["items"])
+            self._dead_letter_batch(resources, exc, task_id, kwargs["items"])
             return
         outbox_id, order_id = kwargs.get("outbox_id"), kwargs.get("order_id")
         log.error(
@@ -83,7 +106,6 @@ class DeadLetteringTask(Task):  # type: ignore[type-arg]
         )
         if outbox_id is None:
             return
-        resources = runtime.current()
         try:
             with resources.engine.begin() as conn:
                 outbox_lifecycle.mark_dead(
@@ -96,7 +118,13 @@ class DeadLetteringTask(Task):  # type: ignore[type-arg]
         if order_id is not None:
             forget_user_orders(resources, order_id)  # its confirmation_status is "failed"
 
-    def _dead_letter_batch(self, exc: Exception, task_id: str, items: list[Any]) -> None:
+    def _dead_letter_batch(
+        self,
+        resources: runtime.WorkerResources,
+        exc: Exception,
+        task_id: str,
+        items: list[Any],
+    ) -> None:
         batch = [confirmations.Item.from_message(item) for item in items]
         accepted = [item for item in batch if item.accepted_by is not None]
         if accepted:
@@ -109,7 +137,7 @@ class DeadLetteringTask(Task):  # type: ignore[type-arg]
             )
         dead = [(item, None, exc) for item in batch if item.accepted_by is None]
         if dead:
-            dead_letter(runtime.current(), task_id, dead)
+            dead_letter(resources, task_id, dead)
 
 
 def dead_letter(
@@ -149,6 +177,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         name=SEND_ORDER_CONFIRMATION,
         bind=True,
         base=DeadLetteringTask,
+        stampede_settings=settings,
         autoretry_for=TRANSIENT,
         retry_backoff=worker.retry_backoff_s,
         retry_backoff_max=worker.retry_backoff_max_s,
@@ -226,6 +255,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         name=SEND_ORDER_CONFIRMATIONS,
         bind=True,
         base=DeadLetteringTask,
+        stampede_settings=settings,
         autoretry_for=TRANSIENT,
         retry_backoff=worker.retry_backoff_s,
         retry_backoff_max=worker.retry_backoff_max_s,

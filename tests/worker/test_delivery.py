@@ -7,8 +7,10 @@ against a real broker Redis and a real SMTP server; no eager mode, no fakes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -27,7 +29,7 @@ from tests.support.delivery import (
     status_becomes,
 )
 from tests.support.factories import create_product, create_user, place_order
-from tests.support.processes import BrokerRedis, Processes
+from tests.support.processes import BrokerRedis, Process, Processes
 from tests.support.smtp import SmtpServer
 
 
@@ -268,3 +270,63 @@ async def test_exhausted_retries_dead_letter_then_operator_retry_sends_once(
     await status_becomes(shop.client, order_id, "sent")
     assert deadletters(env, "list") == ""
     await no_more_emails(smtp_server, 1)
+
+
+def pool_children(worker: Process) -> list[int]:
+    """The pids of a Celery worker's prefork children (its main process's children)."""
+    pid = worker.process.pid
+    found: list[int] = []
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{thread}/children") as children:
+            found.extend(int(child) for child in children.read().split())
+    return found
+
+
+async def test_task_killed_by_its_hard_time_limit_is_dead_lettered(
+    processes: Processes,
+    shop: RunningApi,
+    smtp_server: SmtpServer,
+    db: asyncpg.Connection,
+) -> None:
+    """Celery runs ``on_failure`` of a task killed by its hard time limit in the worker's
+    main process, where no child's resources are open: the dead-lettering must work
+    there too, or the row waits for the relay's sweep (minutes) with its order pending."""
+    smtp_server.handler.stall = True
+    worker = processes.worker()
+    processes.relay()
+    order = await new_order(shop.client)
+    order_id = int(str(order["id"]))
+
+    async def mid_send() -> bool:
+        return smtp_server.handler.stalled.is_set()
+
+    await eventually(mid_send, 20, "the worker is in the middle of DATA")
+    # A child that neither finishes nor reacts to the soft limit: only the hard limit
+    # (6 s here) ends it, from the main process.
+    stopped = pool_children(worker)
+    for child in stopped:
+        os.kill(child, signal.SIGSTOP)
+    try:
+
+        async def dead() -> bool:
+            return (
+                await db.fetchval(
+                    "SELECT dead_at FROM outbox WHERE payload->>'order_id' = $1", str(order_id)
+                )
+                is not None
+            )
+
+        await eventually(dead, 20, "the timed-out task is dead-lettered")
+    finally:
+        for child in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGCONT)
+    smtp_server.handler.stall = False
+    row = await db.fetchrow("SELECT publish_count, last_error, done_at FROM outbox")
+    assert row is not None
+    assert row["done_at"] is None
+    assert row["publish_count"] == 1
+    assert "TimeLimitExceeded" in row["last_error"]
+    assert "worker resources are not open" not in worker.output()
+    await status_becomes(shop.client, order_id, "failed")
+    assert smtp_server.handler.accepted() == []
