@@ -63,8 +63,9 @@ RSS_GROWTH = 0.05
 # distinct cacheable keys at the demo size, so a worker's store is full after ~20,000 of
 # its own requests (~40,000 of the soak's, split over two workers) and its share of large
 # entries (list pages) against small ones (users) settles as it turns over a few times
-# more. Measured in-process (docs/scale-and-soak.md): the stored bytes stop growing by
-# ~50,000 requests per worker. A baseline inside the fill counts the fill as growth.
+# more. Measured in-process (tests/bench/soak_memory_probe.py, docs/scale-and-soak.md):
+# full after ~20,000 of a process's requests, ~4 MiB of bodies from ~30,000 on, so
+# ~60,000 of the soak's. A baseline inside the fill counts the fill as growth.
 WARMUP_REQUESTS = 100_000
 REPORT_DIR = STACK_DIR / "soak"
 # A moment after a slice for the answers in flight to finish and their sockets to close.
