@@ -9,7 +9,7 @@ resident set (``VmRSS``) and the open file descriptors, and the connections Post
 (client backends), PgBouncer (clients and server connections of the app's pool) and both
 Redis (``connected_clients``) hold, beside the slice's rate, p99 and errors.
 
-It passes only if, after the warm-up (the first ``--warmup`` share of the requests):
+It passes only if, after the warm-up (the first ``--warmup`` requests, ``WARMUP_REQUESTS``):
 every api worker's RSS grew less than 5 %, no worker's descriptors and no connection
 count grew (the highest count in the last third of the slices is not above the highest
 in the first third: pools fill to their limits during the warm-up, a leak climbs
@@ -18,7 +18,7 @@ without one), no worker was replaced, and no request failed.
 It prints the curve (a row per slice) and the verdict, and writes both, with a PNG plot
 of the same series, to ``.stack/soak/``.
 
-    python -m bench.soak [--requests N] [--slice S] [--warmup F] [--connections C]
+    python -m bench.soak [--requests N] [--slice S] [--warmup N] [--connections C]
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ from devstack.servers import postgres_bin_dir
 from devstack.stack import (
     API_URL,
     APP_DB,
+    BROKER_REDIS_PORT,
     BROKER_URL,
+    CACHE_REDIS_PORT,
     CACHE_REDIS_URL,
     PGBOUNCER_PORT,
     POSTGRES_PORT,
@@ -55,6 +57,16 @@ from devstack.stack import (
 )
 
 RSS_GROWTH = 0.05
+# The baseline is taken once every api worker's bounded stores are full and have turned
+# over: each worker keeps up to ``cache.l1_max_entries`` (4,096) stale-if-error copies
+# of the answers it served (``TieredCache._last_known``), and this mix asks for ~22,000
+# distinct cacheable keys at the demo size, so a worker's store is full after ~20,000 of
+# its own requests (~40,000 of the soak's, split over two workers) and its share of large
+# entries (list pages) against small ones (users) settles as it turns over a few times
+# more. Measured in-process (tests/bench/soak_memory_probe.py, docs/scale-and-soak.md):
+# full after ~20,000 of a process's requests, ~4 MiB of bodies from ~30,000 on, so
+# ~60,000 of the soak's. A baseline inside the fill counts the fill as growth.
+WARMUP_REQUESTS = 100_000
 REPORT_DIR = STACK_DIR / "soak"
 # A moment after a slice for the answers in flight to finish and their sockets to close.
 SETTLE_S = 1.0
@@ -72,6 +84,9 @@ class Sample:
     rss_kib: dict[int, int]
     fds: dict[int, int]
     connections: dict[str, int]
+    # Per api worker, its descriptors by what they point at (``fd_kinds``): the fds
+    # check is on the total, this says which kind moved.
+    fd_kinds: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -151,10 +166,23 @@ def table(samples: Sequence[Sample]) -> list[str]:
         cells = [f"{s.seconds:.0f}", str(s.requests), f"{s.rps:.0f}", f"{s.p99_ms:.1f}"]
         cells.append(str(s.errors))
         cells += [f"{s.rss_kib[pid] / 1024:.1f}" if pid in s.rss_kib else "-" for pid in pids]
-        cells += [str(s.fds[pid]) if pid in s.fds else "-" for pid in pids]
+        cells += [_fds_cell(s, pid) for pid in pids]
         cells += [str(s.connections.get(name, "-")) for name in names]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _fds_cell(sample: Sample, pid: int) -> str:
+    """The total, then its Redis cache, PgBouncer and other sockets (``r``, ``b``, ``s``)
+    and the rest (files, pipes, eventfds: ``f``)."""
+    if pid not in sample.fds:
+        return "-"
+    kinds = sample.fd_kinds.get(pid)
+    if not kinds:
+        return str(sample.fds[pid])
+    short = (("Redis cache", "r"), ("PgBouncer", "b"), ("other socket", "s"), ("not a socket", "f"))
+    parts = [f"{kinds[name]}{letter}" for name, letter in short if kinds.get(name)]
+    return f"{sample.fds[pid]} ({' '.join(parts)})"
 
 
 def plot(samples: Sequence[Sample], warmup_requests: int, path: Path) -> None:
@@ -209,6 +237,47 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+# What a socket of an api worker is connected to, by the stack's port at the other end.
+PEERS = {
+    CACHE_REDIS_PORT: "Redis cache",
+    BROKER_REDIS_PORT: "Redis broker",
+    PGBOUNCER_PORT: "PgBouncer",
+    POSTGRES_PORT: "Postgres",
+}
+
+
+def _socket_peers(pid: int) -> dict[str, str]:
+    """Socket inode -> what it connects to, for the TCP sockets in ``pid``'s namespace."""
+    peers: dict[str, str] = {}
+    for table in ("tcp", "tcp6"):
+        path = Path(f"/proc/{pid}/net/{table}")
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            peers[fields[9]] = PEERS.get(remote_port, "other socket")
+    return peers
+
+
+def fd_kinds(pid: int) -> dict[str, int]:
+    """``pid``'s open descriptors by what they point at: the stack's servers by port,
+    other sockets (the listener, unix sockets), and ``not a socket``."""
+    peers = _socket_peers(pid)
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            kind = peers.get(target[len("socket:[") : -1], "other socket")
+        else:
+            kind = "not a socket"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 def _pgbouncer_pools() -> dict[str, int]:
     """Clients and server connections of the app database's pool (the admin console
     speaks only the simple query protocol, hence psql)."""
@@ -252,16 +321,12 @@ def connections() -> dict[str, int]:
 class Run:
     requests: int
     slice_s: int
-    warmup: float
+    warmup_requests: int
     connections: int
     threads: int
     # Stop starting slices after this long, whatever the count (None: no limit).
     max_s: float | None = None
     samples: list[Sample] = field(default_factory=list)
-
-    @property
-    def warmup_requests(self) -> int:
-        return int(self.requests * self.warmup)
 
 
 def soak(run: Run) -> None:
@@ -301,6 +366,7 @@ def soak(run: Run) -> None:
             errors=report.errors,
             rss_kib={pid: rss_kib(pid) for pid in workers},
             fds={pid: open_fds(pid) for pid in workers},
+            fd_kinds={pid: fd_kinds(pid) for pid in workers},
             connections=connections(),
         )
         run.samples.append(sample)
@@ -315,7 +381,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--slice", type=int, help="seconds per slice (default 10, or 3 under 500,000 requests)"
     )
     parser.add_argument(
-        "--warmup", type=float, default=0.1, help="share of the requests (default 0.1)"
+        "--warmup",
+        type=int,
+        default=WARMUP_REQUESTS,
+        metavar="N",
+        help=f"requests before the baseline (default {WARMUP_REQUESTS:,}: see WARMUP_REQUESTS)",
     )
     parser.add_argument(
         "--max-minutes",
@@ -327,8 +397,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.slice is None:
         args.slice = 10 if args.requests >= 500_000 else 3
-    if not 0 <= args.warmup < 1:
-        parser.error("--warmup is a share of the requests, from 0 to below 1")
+    if not 0 <= args.warmup < args.requests:
+        parser.error("--warmup is a count of requests, from 0 to below --requests")
     return args
 
 

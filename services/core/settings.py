@@ -90,6 +90,11 @@ class RedisSettings(BaseModel):
     )
     connect_timeout_s: float = Field(0.1, gt=0)
     max_connections: int = Field(64, ge=1, description="Per process.")
+    open_at_start: bool = Field(
+        True,
+        description="Open all `max_connections` when the process starts, not at the first "
+        "peak of load (best effort: a Redis that is down then is connected to later).",
+    )
 
 
 class BrokerSettings(BaseModel):

@@ -3,12 +3,25 @@ memory, descriptors or connections, a replaced worker or one error fails."""
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bench.soak import RSS_GROWTH, Check, Sample, parse_args, plot, table, verdict
+from bench import soak
+from bench.soak import (
+    RSS_GROWTH,
+    WARMUP_REQUESTS,
+    Check,
+    Sample,
+    fd_kinds,
+    parse_args,
+    plot,
+    table,
+    verdict,
+)
 
 CONNECTIONS = {"Postgres": 21, "PgBouncer clients": 20, "PgBouncer servers": 20, "Redis cache": 8}
 
@@ -108,8 +121,36 @@ def test_the_table_has_a_row_per_slice_and_the_plot_is_a_png(tmp_path: Path) -> 
 
 def test_the_options() -> None:
     full = parse_args([])
-    assert (full.requests, full.slice, full.warmup) == (1_000_000, 10, 0.1)
-    short = parse_args(["--requests", "50000"])
-    assert (short.requests, short.slice) == (50_000, 3)
+    assert (full.requests, full.slice, full.warmup) == (1_000_000, 10, WARMUP_REQUESTS)
+    short = parse_args(["--requests", "50000", "--warmup", "10000"])
+    assert (short.requests, short.slice, short.warmup) == (50_000, 3, 10_000)
+    # A warm-up as long as the run leaves nothing to judge.
     with pytest.raises(SystemExit):
-        parse_args(["--warmup", "1"])
+        parse_args(["--requests", "50000"])
+    with pytest.raises(SystemExit):
+        parse_args(["--warmup", "-1"])
+
+
+def test_the_fds_cell_says_which_kind_of_descriptor_it_counts() -> None:
+    sample = replace(
+        steady(slices=1)[0],
+        fds={101: 79, 102: 41},
+        fd_kinds={101: {"Redis cache": 64, "PgBouncer": 2, "other socket": 1, "not a socket": 12}},
+    )
+    row = table([sample])[-1]
+    assert "| 79 (64r 2b 1s 12f) | 41 |" in row
+
+
+def test_descriptors_are_told_apart_by_the_port_they_connect_to() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    with listener, socket.create_connection(("127.0.0.1", port)):
+        kinds = fd_kinds(os.getpid())
+        soak.PEERS[port] = "Redis cache"
+        try:
+            marked = fd_kinds(os.getpid())
+        finally:
+            del soak.PEERS[port]
+    assert marked.get("Redis cache", 0) == kinds.get("Redis cache", 0) + 1
+    assert marked["other socket"] == kinds["other socket"] - 1
+    assert kinds["not a socket"] >= 3  # stdin, stdout, stderr at least

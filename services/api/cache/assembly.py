@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.routing import BaseRoute
 
 from services.api.cache.route_table import RouteTable
@@ -29,6 +31,8 @@ from services.core.cache.redis_tier import RedisTier
 from services.core.cache.tiered import TieredCache
 from services.core.settings import Settings
 from services.core.telemetry.metric_batch import MetricBatch
+
+_log = logging.getLogger("stampede.cache")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,36 @@ def cache_redis_client(settings: Settings) -> Redis:
     )
 
 
+async def open_pool(redis: Redis, count: int) -> int:
+    """Open ``count`` connections of ``redis``'s pool now and put them back idle; returns
+    how many opened.
+
+    redis-py opens a pool connection when more commands are in flight at once than ever
+    before and keeps it, so a pool left to itself grows with each new peak of load, up to
+    its bound, and each new connection is made on the request path, at the peak, with the
+    cache's 0.1 s connect timeout. Opened at start, the pool is its final size from the
+    first request on (a fixed count of sockets that the soak can check does not grow),
+    and a Redis that refuses the count (``maxclients``) is seen at start. Best effort:
+    with Redis down the api still starts, and the pool opens connections as it did.
+    """
+    pool = redis.connection_pool
+    taken = []
+    try:
+        for _ in range(count):
+            taken.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+    except (RedisError, OSError) as error:
+        _log.warning(
+            "cache Redis: opened %d of %d pool connections at start (%r); the rest open on demand",
+            len(taken),
+            count,
+            error,
+        )
+    finally:
+        for connection in taken:
+            await pool.release(connection)
+    return len(taken)
+
+
 def _subscriber_client(settings: Settings) -> Redis:
     # A subscriber waits for messages: no read timeout, but a ping now and then notices a
     # dead connection that no FIN announced. It is off the request path, so it may take
@@ -90,6 +124,8 @@ async def running_cache(
     """``routes``: the app's routes in routing order (the middleware's route table);
     ``batch``: the process's metric buffer, which exports the cache counters;
     ``copies``: what else broadcast invalidations must reach."""
+    if settings.redis.open_at_start:
+        await open_pool(redis, settings.redis.max_connections)
     config = settings.cache
     counters = CacheCounters(batch)
     breaker = CircuitBreaker(failures=config.breaker_failures, reset_s=config.breaker_reset_s)
