@@ -123,6 +123,43 @@ async def pool_size(pod: Pod) -> int:
     return int(values["default_pool_size"])
 
 
+async def server_connections(pod: Pod) -> int:
+    """Postgres connections the pod's PgBouncer holds now (``SHOW POOLS``, every state)."""
+    async with await psycopg.AsyncConnection.connect(
+        host=pod.address,
+        port=pod.server.port,
+        user=OPERATOR_ADMIN,
+        password=OPERATOR_ADMIN_PASSWORD,
+        dbname="pgbouncer",
+        autocommit=True,
+    ) as connection:
+        cursor = await connection.execute("SHOW POOLS")
+        columns = [column.name for column in cursor.description or []]
+        rows = [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
+    states = ("sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login")
+    return sum(
+        int(row[state]) for row in rows if row["database"] != "pgbouncer" for state in states
+    )
+
+
+async def wait_for_surplus_closed(pods: list[Pod], within_s: float = 10.0) -> float:
+    """Seconds until no pod holds more server connections than its pool size. A smaller
+    ``default_pool_size`` limits new connections at once; the surplus of open ones is
+    closed by PgBouncer's maintenance pass, once idle."""
+    started = time.monotonic()
+    while True:
+        over = {}
+        for pod in pods:
+            held, size = await server_connections(pod), await pool_size(pod)
+            if held > size:
+                over[pod.name] = (held, size)
+        if not over:
+            return time.monotonic() - started
+        if time.monotonic() - started > within_s:
+            raise AssertionError(f"server connections above the pool after {within_s}s: {over}")
+        await asyncio.sleep(0.05)
+
+
 async def wait_for_pool_sizes(pods: list[Pod], expected: int, within_s: float = 10.0) -> float:
     """Seconds until every pod's live PgBouncer runs ``expected``; fails after ``within_s``."""
     started = time.monotonic()
