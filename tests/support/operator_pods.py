@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import asyncpg
 import psycopg
@@ -102,9 +102,10 @@ class PodFleet:
             self.stop(name)
 
 
-async def pool_size(pod: Pod) -> int:
-    """``SHOW CONFIG``'s default_pool_size, asked as the operator's admin (psycopg sends a
-    query without parameters over the simple protocol the console requires)."""
+async def console(pod: Pod, command: str) -> list[dict[str, Any]]:
+    """A ``SHOW`` command's rows from the pod's admin console, asked as the operator's admin
+    (psycopg sends a query without parameters over the simple protocol the console
+    requires)."""
     async with await psycopg.AsyncConnection.connect(
         host=pod.address,
         port=pod.server.port,
@@ -113,9 +114,14 @@ async def pool_size(pod: Pod) -> int:
         dbname="pgbouncer",
         autocommit=True,
     ) as connection:
-        cursor = await connection.execute("SHOW CONFIG")
-        rows = await cursor.fetchall()
-    values = {row[0]: row[1] for row in rows}
+        cursor = await connection.execute(command)
+        columns = [column.name for column in cursor.description or []]
+        return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
+
+
+async def pool_size(pod: Pod) -> int:
+    """``SHOW CONFIG``'s default_pool_size."""
+    values = {row["key"]: row["value"] for row in await console(pod, "SHOW CONFIG")}
     # Between the operator's two SETs they differ for a moment: report the pair as one
     # number only when they agree.
     if values["max_db_connections"] != values["default_pool_size"]:
@@ -125,17 +131,7 @@ async def pool_size(pod: Pod) -> int:
 
 async def server_connections(pod: Pod) -> int:
     """Postgres connections the pod's PgBouncer holds now (``SHOW POOLS``, every state)."""
-    async with await psycopg.AsyncConnection.connect(
-        host=pod.address,
-        port=pod.server.port,
-        user=OPERATOR_ADMIN,
-        password=OPERATOR_ADMIN_PASSWORD,
-        dbname="pgbouncer",
-        autocommit=True,
-    ) as connection:
-        cursor = await connection.execute("SHOW POOLS")
-        columns = [column.name for column in cursor.description or []]
-        rows = [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
+    rows = await console(pod, "SHOW POOLS")
     states = ("sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login")
     return sum(
         int(row[state]) for row in rows if row["database"] != "pgbouncer" for state in states
