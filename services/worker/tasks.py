@@ -172,22 +172,27 @@ def dead_letter(
 
 def register_tasks(app: Celery, settings: Settings) -> None:
     worker = settings.worker
+    # Both confirmation tasks are delivered alike: acked late, retried with backoff,
+    # dead-lettered when they run out.
+    delivery: dict[str, Any] = {
+        "bind": True,
+        "base": DeadLetteringTask,
+        "stampede_settings": settings,
+        "autoretry_for": TRANSIENT,
+        "retry_backoff": worker.retry_backoff_s,
+        "retry_backoff_max": worker.retry_backoff_max_s,
+        "retry_jitter": True,
+        "max_retries": worker.max_retries,
+        "soft_time_limit": worker.soft_time_limit_s,
+        "time_limit": worker.time_limit_s,
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "ignore_result": True,
+    }
 
     @app.task(
         name=SEND_ORDER_CONFIRMATION,
-        bind=True,
-        base=DeadLetteringTask,
-        stampede_settings=settings,
-        autoretry_for=TRANSIENT,
-        retry_backoff=worker.retry_backoff_s,
-        retry_backoff_max=worker.retry_backoff_max_s,
-        retry_jitter=True,
-        max_retries=worker.max_retries,
-        soft_time_limit=worker.soft_time_limit_s,
-        time_limit=worker.time_limit_s,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        ignore_result=True,
+        **delivery,
     )
     def send_order_confirmation(
         self: Task,  # type: ignore[type-arg]
@@ -253,19 +258,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     @app.task(
         name=SEND_ORDER_CONFIRMATIONS,
-        bind=True,
-        base=DeadLetteringTask,
-        stampede_settings=settings,
-        autoretry_for=TRANSIENT,
-        retry_backoff=worker.retry_backoff_s,
-        retry_backoff_max=worker.retry_backoff_max_s,
-        retry_jitter=True,
-        max_retries=worker.max_retries,
-        soft_time_limit=worker.soft_time_limit_s,
-        time_limit=worker.time_limit_s,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        ignore_result=True,
+        **delivery,
     )
     def send_order_confirmations(
         self: Task,  # type: ignore[type-arg]
